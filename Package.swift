@@ -1,0 +1,120 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "civitas",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "civitas", targets: ["civitas"]),
+        .library(name: "CivitasClient", targets: ["CivitasClient"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+    ],
+    targets: [
+        // L0
+        .target(name: "CivitasCore", swiftSettings: strict),
+        // L1
+        .systemLibrary(
+            name: "CRocksDB", pkgConfig: "rocksdb",
+            providers: [.apt(["librocksdb-dev"])]),
+        .target(
+            name: "CCivitasOpenSSL",
+            cSettings: [.unsafeFlags(["-Wno-deprecated-declarations"])],
+            linkerSettings: [.linkedLibrary("crypto")]),
+        .target(
+            name: "CivitasCrypto",
+            dependencies: [
+                "CivitasCore", "CCivitasOpenSSL",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict),
+        .target(name: "CivitasStorage", dependencies: ["CRocksDB"], swiftSettings: strict),
+        // L2
+        .target(
+            name: "CivitasState", dependencies: ["CivitasCore", "CivitasCrypto", "CivitasStorage"],
+            swiftSettings: strict),
+        .target(
+            name: "CivitasConsensus", dependencies: ["CivitasCore", "CivitasCrypto"], swiftSettings: strict),
+        .target(name: "CivitasVM", dependencies: ["CivitasCore"], swiftSettings: strict),
+        // L3
+        .target(
+            name: "CivitasModules",
+            dependencies: ["CivitasCore", "CivitasCrypto", "CivitasState", "CivitasVM"],
+            swiftSettings: strict),
+        .target(
+            name: "CivitasNetwork",
+            dependencies: [
+                "CivitasCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict),
+        // L4
+        .target(
+            name: "CivitasNode",
+            dependencies: [
+                "CivitasCore", "CivitasCrypto", "CivitasStorage", "CivitasState", "CivitasConsensus",
+                "CivitasModules", "CivitasNetwork", "CivitasVM",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "OrderedCollections", package: "swift-collections"),
+            ],
+            swiftSettings: strict),
+        // L5
+        .target(
+            name: "CivitasAPI",
+            dependencies: [
+                "CivitasCore", "CivitasCrypto", "CivitasNode",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        .target(name: "CivitasClient", dependencies: ["CivitasCore", "CivitasCrypto"], swiftSettings: strict),
+        // L6
+        .target(
+            name: "CivitasCommands",
+            dependencies: [
+                "CivitasCore", "CivitasCrypto", "CivitasStorage", "CivitasNode", "CivitasAPI", "CivitasClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: strict),
+        .executableTarget(name: "civitas", dependencies: ["CivitasCommands"], swiftSettings: strict),
+        .target(
+            name: "CivitasTesting",
+            dependencies: ["CivitasCore", "CivitasCrypto", "CivitasStorage", "CivitasNode", "CivitasClient"],
+            swiftSettings: strict),
+        // Tests
+        .testTarget(name: "CivitasCoreTests", dependencies: ["CivitasCore", "CivitasTesting"]),
+        .testTarget(name: "CivitasCryptoTests", dependencies: ["CivitasCrypto", "CivitasTesting"]),
+        .testTarget(name: "CivitasStorageTests", dependencies: ["CivitasStorage"]),
+        .testTarget(name: "CivitasStateTests", dependencies: ["CivitasState", "CivitasTesting"]),
+        .testTarget(name: "CivitasModulesTests", dependencies: ["CivitasModules", "CivitasTesting"]),
+        .testTarget(name: "CivitasNetworkTests", dependencies: ["CivitasNetwork"]),
+        .testTarget(name: "CivitasNodeTests", dependencies: ["CivitasNode", "CivitasTesting"]),
+        .testTarget(
+            name: "CivitasAPITests",
+            dependencies: [
+                "CivitasAPI", "CivitasTesting",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]),
+        .testTarget(name: "CivitasClientTests", dependencies: ["CivitasClient", "CivitasTesting"]),
+        .testTarget(
+            name: "CivitasEndToEndTests", dependencies: ["CivitasClient", "CivitasTesting", "CivitasCommands"]),
+    ]
+)

@@ -1,0 +1,284 @@
+import CivitasCore
+import CivitasCrypto
+import CivitasModules
+import CivitasNode
+import Foundation
+import Hummingbird
+import Logging
+import Prometheus
+import Synchronization
+
+public struct APILimits: Sendable, Codable, Equatable {
+    public var requestBytesMax: Int
+    public var batchBytesMax: Int
+    public var batchTransactionsMax: Int
+    /// Requests per second the node serves before answering 429.
+    public var requestsPerSecondMax: Int
+    public var waitMillisecondsMax: Int
+
+    public init(
+        requestBytesMax: Int = 256 * 1024, batchBytesMax: Int = 16 << 20, batchTransactionsMax: Int = 5_000,
+        requestsPerSecondMax: Int = 50_000, waitMillisecondsMax: Int = 30_000
+    ) {
+        self.requestBytesMax = requestBytesMax
+        self.batchBytesMax = batchBytesMax
+        self.batchTransactionsMax = batchTransactionsMax
+        self.requestsPerSecondMax = requestsPerSecondMax
+        self.waitMillisecondsMax = waitMillisecondsMax
+    }
+}
+
+/// The node's HTTP API, versioned under `/v1`.
+public struct API: Sendable {
+    let node: Node
+    let limits: APILimits
+    let metrics: PrometheusCollectorRegistry?
+
+    public init(node: Node, limits: APILimits = .init(), metrics: PrometheusCollectorRegistry? = nil) {
+        self.node = node
+        self.limits = limits
+        self.metrics = metrics
+    }
+
+    public func router() -> Router<BasicRequestContext> {
+        let router = Router()
+        router.add(middleware: RateLimitMiddleware(perSecond: limits.requestsPerSecondMax))
+        router.add(middleware: ErrorShapeMiddleware())
+        let v1 = router.group("v1")
+        v1.post("transactions") { request, _ in try await submit(request) }
+        v1.post("transactions/batch") { request, _ in try await submitBatch(request) }
+        v1.get("transactions/:id") { _, context in try await transaction(context.parameters.require("id")) }
+        v1.get("blocks/latest") { _, _ in try await block(await node.latest) }
+        v1.get("blocks/:height") { _, context in
+            let text = try context.parameters.require("height")
+            guard let height = UInt64(text) else { throw APIError.badRequest("height must be an unsigned integer") }
+            guard let committed = try await nodeCall({ try await node.block(at: height) }) else {
+                throw APIError.notFound("no block at height \(height)")
+            }
+            return try await block(committed)
+        }
+        v1.get("blocks/hash/:hash") { _, context in
+            let hash = try parseHash(context.parameters.require("hash"))
+            guard let committed = try await nodeCall({ try await node.block(hash: hash) }) else {
+                throw APIError.notFound("no block \(hash)")
+            }
+            return try await block(committed)
+        }
+        v1.get("state/:key") { request, context in
+            guard let key = [UInt8](hex: try context.parameters.require("key")) else {
+                throw APIError.badRequest("state key must be hex")
+            }
+            return try await value(key, request: request)
+        }
+        v1.get("kv/:owner/:key") { request, context in
+            let owner = Address(try parseHash(context.parameters.require("owner")))
+            let key = try KeyText.decode(context.parameters.require("key"))
+            return try await value(StateKeys.kv(owner: owner, key: key), request: request)
+        }
+        v1.get("accounts/:address") { _, context in
+            let address = Address(try parseHash(context.parameters.require("address")))
+            return try await account(address)
+        }
+        v1.get("status") { _, _ in try JSONResponse.make(StatusView(await node.status())) }
+        v1.get("chain") { _, _ in try JSONResponse.make(node.genesis) }
+        v1.get("events") { _, _ in try await events() }
+        router.get("metrics") { _, _ in
+            var buffer: [UInt8] = []
+            metrics?.emit(into: &buffer)
+            return Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                body: ResponseBody(byteBuffer: ByteBuffer(bytes: buffer)))
+        }
+        router.get("health") { _, _ in try JSONResponse.make(["status": "ok"]) }
+        return router
+    }
+
+    // MARK: Handlers
+
+    func submit(_ request: Request) async throws -> Response {
+        let bytes = try await body(request, max: limits.requestBytesMax)
+        let verified = try decodeAndVerify(bytes)
+        try await admit(verified)
+        let query = request.uri.queryParameters
+        guard query.get("wait").map({ $0 == "true" || $0 == "1" }) == true else {
+            return try JSONResponse.make(SubmitResult(id: verified.id.hex, status: "pending", receipt: nil), status: .accepted)
+        }
+        let timeout = min(query.get("timeout", as: Int.self) ?? 10_000, limits.waitMillisecondsMax)
+        let outcome = try await nodeCall { try await node.waitForCommit(verified.id, timeout: .milliseconds(max(timeout, 1))) }
+        guard let outcome else {
+            return try JSONResponse.make(SubmitResult(id: verified.id.hex, status: "timeout", receipt: nil), status: .accepted)
+        }
+        return try JSONResponse.make(SubmitResult(id: verified.id.hex, status: "committed", receipt: ReceiptView(outcome)))
+    }
+
+    /// Body: a JSON object `{"transactions": ["hex", …]}`. Signatures are verified in
+    /// parallel across cores; each transaction is admitted or refused on its own.
+    func submitBatch(_ request: Request) async throws -> Response {
+        let bytes = try await body(request, max: limits.batchBytesMax)
+        struct Batch: Decodable { var transactions: [String] }
+        let batch: Batch
+        do { batch = try JSONDecoder().decode(Batch.self, from: Data(bytes)) } catch {
+            throw APIError.badRequest("expected {\"transactions\": [hex, …]}: \(JSONErrorText.describe(error))")
+        }
+        guard batch.transactions.count <= limits.batchTransactionsMax else {
+            throw APIError(.contentTooLarge, "api.batch_too_large", "at most \(limits.batchTransactionsMax) transactions per batch")
+        }
+        let hasher = node.hasher
+        let verifier = node.verifier
+        let verified = ParallelVerifier.verify(batch.transactions) { text throws(TransactionError) in
+            guard let raw = [UInt8](hex: text) else { throw TransactionError(.malformed, "transaction is not hex") }
+            return try Self.decodeAndVerify(raw, hasher: hasher, verifier: verifier)
+        }
+        var results: [BatchResult.Item] = []
+        results.reserveCapacity(verified.count)
+        var accepted = 0
+        for outcome in verified {
+            switch outcome {
+            case .success(let transaction):
+                do {
+                    try await node.submit(transaction)
+                    accepted += 1
+                    results.append(.init(id: transaction.id.hex, status: "pending"))
+                } catch {
+                    results.append(.init(id: transaction.id.hex, status: "rejected", errorCode: error.code.rawValue, errorMessage: error.message))
+                }
+            case .failure(let error):
+                results.append(.init(id: nil, status: "rejected", errorCode: error.code.rawValue, errorMessage: error.message))
+            }
+        }
+        return try JSONResponse.make(BatchResult(accepted: accepted, rejected: results.count - accepted, results: results))
+    }
+
+    func transaction(_ text: String) async throws -> Response {
+        let id = try parseHash(text)
+        if let outcome = try await nodeCall({ try await node.transaction(id) }) {
+            return try JSONResponse.make(
+                TransactionView(id: id, transaction: outcome.transaction, receipt: ReceiptView(outcome), status: "committed"))
+        }
+        if await node.isPending(id) {
+            throw APIError(.notFound, "tx.pending", "transaction \(id) is pending, not yet committed")
+        }
+        throw APIError.notFound("no transaction \(id)")
+    }
+
+    func block(_ committed: CommittedBlock) async throws -> Response {
+        let hasher = node.hasher
+        let ids = committed.block.transactions.map { $0.body.id(using: hasher) }
+        return try JSONResponse.make(BlockView(committed, transactionIds: ids))
+    }
+
+    func value(_ key: [UInt8], request: Request) async throws -> Response {
+        let query = request.uri.queryParameters
+        let wantProof = query.get("proof").map { $0 == "true" || $0 == "1" } ?? false
+        let height = try query.get("height").map { text in
+            guard let height = UInt64(text) else { throw APIError.badRequest("height must be an unsigned integer") }
+            return height
+        }
+        if !wantProof && height == nil {
+            let current = await node.latest.block.header.height
+            let value = await node.value(key)
+            return try JSONResponse.make(
+                ValueView(key: key.hexString, exists: value != nil, value: value?.hexString, height: current, proof: nil))
+        }
+        let bundle = try await nodeCall { try await node.prove(key, height: height) }
+        let document = ProofDocument(
+            header: bundle.header, certificate: bundle.certificate, proof: bundle.proof,
+            blockHash: bundle.header.hash(using: node.hasher))
+        return try JSONResponse.make(
+            ValueView(
+                key: key.hexString, exists: bundle.proof.value != nil, value: bundle.proof.value?.hexString,
+                height: bundle.header.height, proof: wantProof ? document : nil))
+    }
+
+    func account(_ address: Address) async throws -> Response {
+        let organisation = await node.value(StateKeys.organisation(address)).flatMap { String(validating: $0, as: UTF8.self) }
+        let nonce = (try? StateKeys.decodeU64(await node.value(StateKeys.nonce(address)))) ?? 0
+        let balance = (try? StateKeys.decodeU64(await node.value(StateKeys.balance(address)))) ?? 0
+        return try JSONResponse.make(AccountView(address: address.description, organisation: organisation, nonce: nonce, balance: balance))
+    }
+
+    /// Server-sent events: one `block` event per committed block, with its events.
+    func events() async throws -> Response {
+        let stream = try await nodeCall { try await node.subscribe() }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let body = ResponseBody { writer in
+            try await writer.write(ByteBuffer(string: ": civitas event stream\n\n"))
+            for await event in stream {
+                let json = try encoder.encode(ChainEventView(event))
+                var buffer = ByteBuffer(string: "event: block\nid: \(event.height)\ndata: ")
+                buffer.writeBytes(json)
+                buffer.writeString("\n\n")
+                try await writer.write(buffer)
+            }
+            try await writer.finish(nil)
+        }
+        return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: body)
+    }
+
+    // MARK: Helpers
+
+    func body(_ request: Request, max: Int) async throws -> [UInt8] {
+        do {
+            let buffer = try await request.body.collect(upTo: max)
+            return Array(buffer.readableBytesView)
+        } catch {
+            throw APIError(.contentTooLarge, "api.request_too_large", "request body exceeds \(max) bytes")
+        }
+    }
+
+    /// Accepts the raw canonical bytes (`application/octet-stream`) or the same bytes
+    /// as a hex string (`text/plain`, handy with curl).
+    func decodeAndVerify(_ bytes: [UInt8]) throws -> VerifiedTransaction {
+        var raw = bytes
+        if let text = String(validating: bytes, as: UTF8.self),
+            let decoded = [UInt8](hex: text.trimmingCharacters(in: .whitespacesAndNewlines))
+        {
+            raw = decoded
+        }
+        do { return try Self.decodeAndVerify(raw, hasher: node.hasher, verifier: node.verifier) } catch {
+            throw APIError.from(error)
+        }
+    }
+
+    static func decodeAndVerify(
+        _ raw: [UInt8], hasher: ChainHasher, verifier: SignatureVerifiers
+    ) throws(TransactionError) -> VerifiedTransaction {
+        let transaction: SignedTransaction
+        do { transaction = try SignedTransaction(wire: raw) } catch { throw TransactionError(decoding: error) }
+        return try VerifiedTransaction.verify(transaction, hasher: hasher, verifier: verifier, encodedSize: raw.count)
+    }
+
+    func admit(_ transaction: VerifiedTransaction) async throws {
+        do { try await node.submit(transaction) } catch { throw APIError.from(error) }
+    }
+
+    func nodeCall<T>(_ body: () async throws -> T) async throws -> T {
+        do { return try await body() } catch let error as NodeError { throw APIError.from(error) }
+    }
+
+    func parseHash(_ text: String) throws -> Hash {
+        guard let hash = Hash(hex: text) else { throw APIError.badRequest("expected 64 hex digits, got \(text.prefix(80))") }
+        return hash
+    }
+}
+
+/// How a kv key travels in a URL path: UTF-8 text, or `0x` + hex for arbitrary bytes.
+public enum KeyText {
+    public static func decode(_ text: String) throws -> [UInt8] {
+        if text.hasPrefix("0x") {
+            guard let raw = [UInt8](hex: text) else { throw APIError.badRequest("key after 0x must be hex") }
+            return raw
+        }
+        return Array((text.removingPercentEncoding ?? text).utf8)
+    }
+
+    public static func encode(_ key: [UInt8]) -> String {
+        if let text = String(validating: key, as: UTF8.self), !text.hasPrefix("0x"),
+            text.allSatisfy({ $0.isLetter || $0.isNumber || "-_.~".contains($0) })
+        {
+            return text
+        }
+        return "0x" + key.hexString
+    }
+}

@@ -1,0 +1,213 @@
+import CivitasCore
+import CivitasNode
+
+/// The JSON shapes of the API (see `docs/openapi.yaml`). Byte strings are lowercase hex;
+/// integers that may exceed 2^53 are still JSON numbers, as 64-bit unsigned values.
+public struct EventView: Codable, Sendable, Equatable {
+    public var module: String
+    public var name: String
+    public var attributes: [String: String]
+
+    init(_ event: Event) {
+        module = event.module
+        name = event.name
+        attributes = Dictionary(event.attributes.map { ($0.key, $0.value) }, uniquingKeysWith: { _, last in last })
+    }
+}
+
+public struct ReceiptView: Codable, Sendable {
+    public var transactionId: String
+    public var success: Bool
+    public var errorCode: String?
+    public var errorMessage: String?
+    public var gasUsed: UInt64
+    public var events: [EventView]
+    public var height: UInt64
+    public var index: UInt32
+    public var blockHash: String
+
+    init(_ outcome: TransactionOutcome) {
+        transactionId = outcome.id.hex
+        switch outcome.receipt.status {
+        case .success:
+            success = true
+        case .failure(let code, let message):
+            success = false
+            errorCode = code
+            errorMessage = message
+        }
+        gasUsed = outcome.receipt.gasUsed
+        events = outcome.receipt.events.map(EventView.init)
+        height = outcome.location.height
+        index = outcome.location.index
+        blockHash = outcome.blockHash.hex
+    }
+}
+
+public struct TransactionView: Codable, Sendable {
+    public struct CallView: Codable, Sendable {
+        public var module: String
+        public var method: String
+        public var arguments: String
+    }
+
+    public var id: String
+    public var status: String
+    public var chainId: String
+    public var sender: String
+    public var nonce: UInt64
+    public var expiryHeight: UInt64
+    public var gasLimit: UInt64
+    public var call: CallView
+    public var signature: String
+    public var receipt: ReceiptView?
+
+    init(id: Hash, transaction: SignedTransaction, receipt: ReceiptView?, status: String) {
+        self.id = id.hex
+        self.status = status
+        chainId = transaction.body.chainId
+        sender = transaction.body.sender.description
+        nonce = transaction.body.nonce
+        expiryHeight = transaction.body.expiryHeight
+        gasLimit = transaction.body.gasLimit
+        call = CallView(
+            module: transaction.body.call.module, method: transaction.body.call.method,
+            arguments: transaction.body.call.arguments.hexString)
+        signature = transaction.signature.bytes.hexString
+        self.receipt = receipt
+    }
+}
+
+public struct SubmitResult: Codable, Sendable {
+    public var id: String
+    /// `pending` (admitted, not yet committed), `committed` or `timeout` (waited, not yet
+    /// committed: the transaction may still commit later).
+    public var status: String
+    public var receipt: ReceiptView?
+}
+
+public struct BatchResult: Codable, Sendable {
+    public struct Item: Codable, Sendable {
+        public var id: String?
+        public var status: String
+        public var errorCode: String?
+        public var errorMessage: String?
+    }
+    public var accepted: Int
+    public var rejected: Int
+    public var results: [Item]
+}
+
+public struct CertificateView: Codable, Sendable {
+    public var epoch: UInt64
+    public var round: UInt64
+    public var signers: [UInt16]
+    public var encoded: String
+}
+
+public struct BlockView: Codable, Sendable {
+    public var hash: String
+    public var height: UInt64
+    public var epoch: UInt64
+    public var round: UInt64
+    public var parent: String
+    public var proposer: UInt16
+    public var timestampMilliseconds: UInt64
+    public var transactionCount: UInt32
+    public var transactionsRoot: String
+    public var receiptsRoot: String
+    public var stateRoot: String
+    public var transactions: [String]
+    public var header: String
+    public var certificate: CertificateView?
+
+    init(_ committed: CommittedBlock, transactionIds: [Hash]) {
+        let header = committed.block.header
+        hash = committed.hash.hex
+        height = header.height
+        epoch = header.epoch
+        round = header.round
+        parent = header.parent.hex
+        proposer = header.proposer
+        timestampMilliseconds = header.timestampMilliseconds
+        transactionCount = header.transactionCount
+        transactionsRoot = header.transactionsRoot.hex
+        receiptsRoot = header.receiptsRoot.hex
+        stateRoot = header.stateRoot.hex
+        transactions = transactionIds.map(\.hex)
+        self.header = header.canonicalBytes.hexString
+        certificate = committed.certificate.map {
+            CertificateView(
+                epoch: $0.vote.epoch, round: $0.vote.round, signers: $0.signatures.map(\.validator),
+                encoded: $0.canonicalBytes.hexString)
+        }
+    }
+}
+
+public struct StatusView: Codable, Sendable {
+    public var chainId: String
+    public var hashSuite: String
+    public var height: UInt64
+    public var blockHash: String
+    public var stateRoot: String
+    public var genesisHash: String
+    public var mempoolTransactions: Int
+    public var mempoolBytes: Int
+    public var validatorIndex: UInt16?
+    public var version: String
+
+    init(_ status: NodeStatus) {
+        chainId = status.chainId
+        hashSuite = status.hashSuite.name
+        height = status.height
+        blockHash = status.blockHash.hex
+        stateRoot = status.stateRoot.hex
+        genesisHash = status.genesisHash.hex
+        mempoolTransactions = status.mempoolTransactions
+        mempoolBytes = status.mempoolBytes
+        validatorIndex = status.validatorIndex
+        version = CivitasVersion.string
+    }
+}
+
+public struct AccountView: Codable, Sendable {
+    public var address: String
+    public var organisation: String?
+    public var nonce: UInt64
+    public var balance: UInt64
+}
+
+public struct ValueView: Codable, Sendable {
+    public var key: String
+    public var exists: Bool
+    public var value: String?
+    public var height: UInt64
+    public var proof: ProofDocument?
+}
+
+public struct ChainEventView: Codable, Sendable {
+    public struct TransactionEventsView: Codable, Sendable {
+        public var transactionId: String
+        public var success: Bool
+        public var events: [EventView]
+    }
+    public var height: UInt64
+    public var blockHash: String
+    public var stateRoot: String
+    public var transactionCount: Int
+    public var transactions: [TransactionEventsView]
+
+    init(_ event: ChainEvent) {
+        height = event.height
+        blockHash = event.blockHash.hex
+        stateRoot = event.stateRoot.hex
+        transactionCount = event.transactionCount
+        transactions = event.transactions.map {
+            .init(transactionId: $0.transactionId.hex, success: $0.success, events: $0.events.map(EventView.init))
+        }
+    }
+}
+
+public enum CivitasVersion {
+    public static let string = "0.1.0"
+}

@@ -1,0 +1,78 @@
+import CivitasCore
+import CivitasCrypto
+
+/// Checks facts about a chain offline, trusting only its genesis file: a block header's
+/// certificate against the genesis validators, and a state proof against the header.
+public struct LightClient: Sendable {
+    public let genesis: Genesis
+    public let hasher: ChainHasher
+    public let validators: ValidatorSet
+
+    public init(genesis: Genesis) throws {
+        try genesis.validate()
+        self.genesis = genesis
+        self.hasher = ChainHasher(genesis.hashSuite)
+        self.validators = try genesis.validatorSet()
+    }
+
+    public struct VerifiedValue: Sendable, Equatable {
+        public var height: UInt64
+        public var key: [UInt8]
+        public var value: [UInt8]?
+        public var stateRoot: Hash
+        public var blockHash: Hash
+    }
+
+    /// Verifies a proof document end to end, or throws saying which check failed.
+    public func verify(_ document: ProofDocument) throws(ProofError) -> VerifiedValue {
+        func decode<T: CanonicalDecodable>(_ hex: String, _ what: String) throws(ProofError) -> T {
+            guard let raw = [UInt8](hex: hex) else { throw ProofError(.malformed, "\(what) is not hex") }
+            do { return try T(canonicalBytes: raw) } catch { throw ProofError(.malformed, "\(what): \(error)") }
+        }
+        let header: BlockHeader = try decode(document.header, "header")
+        let certificate: QuorumCertificate = try decode(document.certificate, "certificate")
+        let proof: StateProof = try decode(document.proof, "proof")
+
+        guard header.chainId == genesis.chainId else {
+            throw ProofError(.wrongChain, "header is of chain \(header.chainId), genesis is \(genesis.chainId)")
+        }
+        let blockHash = header.hash(using: hasher)
+        guard certificate.vote.blockHash == blockHash, certificate.vote.height == header.height,
+            certificate.vote.chainId == genesis.chainId
+        else { throw ProofError(.certificateMismatch, "certificate is for another block than the header") }
+        // Validator-set changes arrive with the BFT work; until then every epoch is 0.
+        guard header.epoch == validators.epoch else {
+            throw ProofError(.unknownEpoch, "header is of epoch \(header.epoch); this genesis defines epoch \(validators.epoch)")
+        }
+        do { try certificate.verify(against: validators, verifier: SignatureVerifiers()) } catch {
+            throw ProofError(.badCertificate, error.description)
+        }
+        guard proof.verify(root: header.stateRoot, using: hasher) else {
+            throw ProofError(.badProof, "the proof does not lead to the header's state root")
+        }
+        guard document.key == proof.key.hexString, document.value == proof.value?.hexString,
+            document.height == header.height, document.stateRoot == header.stateRoot.hex
+        else { throw ProofError(.fieldMismatch, "the document's readable fields disagree with its encoded proof") }
+        return VerifiedValue(height: header.height, key: proof.key, value: proof.value, stateRoot: header.stateRoot, blockHash: blockHash)
+    }
+}
+
+public struct ProofError: Error, Equatable, Sendable, CustomStringConvertible {
+    public enum Code: String, Sendable {
+        case malformed = "proof.malformed"
+        case wrongChain = "proof.wrong_chain"
+        case certificateMismatch = "proof.certificate_mismatch"
+        case unknownEpoch = "proof.unknown_epoch"
+        case badCertificate = "proof.bad_certificate"
+        case badProof = "proof.bad_proof"
+        case fieldMismatch = "proof.field_mismatch"
+    }
+    public let code: Code
+    public let message: String
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+    public static func == (lhs: Self, rhs: Self) -> Bool { lhs.code == rhs.code }
+    public var description: String { "\(code.rawValue): \(message)" }
+}

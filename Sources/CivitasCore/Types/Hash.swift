@@ -1,0 +1,108 @@
+/// A 32-byte digest of the chain's hash suite (SHA-256 or SM3).
+///
+/// Held as four big-endian words so that comparing, hashing and copying one never
+/// allocates: the state tree handles millions of them per block.
+public struct Hash: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public static let byteCount = 32
+    public static let zero = Hash(words: (0, 0, 0, 0))
+
+    @usableFromInline var w0: UInt64, w1: UInt64, w2: UInt64, w3: UInt64
+
+    @inlinable init(words: (UInt64, UInt64, UInt64, UInt64)) {
+        (w0, w1, w2, w3) = words
+    }
+
+    /// `bytes` must hold exactly 32 bytes.
+    public init<C: Collection>(bytes: C) where C.Element == UInt8 {
+        precondition(bytes.count == Hash.byteCount, "a hash is 32 bytes")
+        var words: [UInt64] = [0, 0, 0, 0]
+        for (index, byte) in bytes.enumerated() {
+            words[index / 8] = words[index / 8] << 8 | UInt64(byte)
+        }
+        self.init(words: (words[0], words[1], words[2], words[3]))
+    }
+
+    public init?(hex: String) {
+        guard let raw = [UInt8](hex: hex), raw.count == Hash.byteCount else { return nil }
+        self.init(bytes: raw)
+    }
+
+    public var bytes: [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(32)
+        append(to: &out)
+        return out
+    }
+
+    public func append(to out: inout [UInt8]) {
+        for word in [w0, w1, w2, w3] {
+            for shift in stride(from: 56, through: 0, by: -8) {
+                out.append(UInt8(truncatingIfNeeded: word >> UInt64(shift)))
+            }
+        }
+    }
+
+    /// Bit `index` counted from the most significant bit of the first byte; the state
+    /// tree walks a key's path in this order.
+    @inlinable public func bit(_ index: Int) -> Bool {
+        precondition(index >= 0 && index < 256)
+        let word: UInt64
+        switch index >> 6 {
+        case 0: word = w0
+        case 1: word = w1
+        case 2: word = w2
+        default: word = w3
+        }
+        return (word >> UInt64(63 - (index & 63))) & 1 == 1
+    }
+
+    public static func < (lhs: Hash, rhs: Hash) -> Bool {
+        (lhs.w0, lhs.w1, lhs.w2, lhs.w3) < (rhs.w0, rhs.w1, rhs.w2, rhs.w3)
+    }
+
+    public var hex: String { bytes.hexString }
+    public var description: String { hex }
+}
+
+extension Hash: CanonicalCodable {
+    public func encode(to writer: inout CanonicalWriter) { writer.hash(self) }
+    public init(from reader: inout CanonicalReader) throws(CodecError) { self = try reader.hash("hash") }
+}
+
+extension Array where Element == UInt8 {
+    public var hexString: String {
+        let digits: [UInt8] = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(count * 2)
+        for byte in self {
+            out.append(digits[Int(byte >> 4)])
+            out.append(digits[Int(byte & 0x0f)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Parses lowercase or uppercase hex, with an optional `0x`; nil for anything else.
+    public init?(hex: String) {
+        var text = Substring(hex)
+        if text.hasPrefix("0x") { text = text.dropFirst(2) }
+        let utf8 = Array(text.utf8)
+        guard utf8.count % 2 == 0 else { return nil }
+        func nibble(_ c: UInt8) -> UInt8? {
+            switch c {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
+            default: nil
+            }
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(utf8.count / 2)
+        var index = 0
+        while index < utf8.count {
+            guard let high = nibble(utf8[index]), let low = nibble(utf8[index + 1]) else { return nil }
+            out.append(high << 4 | low)
+            index += 2
+        }
+        self = out
+    }
+}

@@ -1,0 +1,78 @@
+/// The hash suites a chain can choose at genesis. The raw value is the byte written in
+/// the genesis encoding.
+public enum HashSuiteID: UInt8, Sendable, CaseIterable, Codable, CustomStringConvertible {
+    case sha256 = 1
+    case sm3 = 2
+
+    public var name: String {
+        switch self {
+        case .sha256: "sha256"
+        case .sm3: "sm3"
+        }
+    }
+
+    public init?(name: String) {
+        guard let found = Self.allCases.first(where: { $0.name == name }) else { return nil }
+        self = found
+    }
+
+    public var description: String { name }
+}
+
+/// A 256-bit hash function. `CivitasCrypto` provides SHA-256 and SM3; the core only
+/// needs the shape so that proofs and certificates can be checked generically.
+public protocol HashFunction: Sendable {
+    var suite: HashSuiteID { get }
+    func hash(_ bytes: [UInt8]) -> Hash
+}
+
+/// Domain separation: every hashed object starts with its own ASCII label and a zero
+/// byte, so a transaction body can never be mistaken for a block header or a tree node.
+public enum HashDomain: String, Sendable, CaseIterable {
+    case transaction = "civitas.tx"
+    case blockHeader = "civitas.block"
+    case receipt = "civitas.receipt"
+    case vote = "civitas.vote"
+    case identity = "civitas.identity"
+    case stateKey = "civitas.state.key"
+    case stateValue = "civitas.state.value"
+    case stateLeaf = "civitas.state.leaf"
+    case stateNode = "civitas.state.node"
+    case listLeaf = "civitas.list.leaf"
+    case listNode = "civitas.list.node"
+    case genesis = "civitas.genesis"
+
+    public var prefix: [UInt8] { Array(rawValue.utf8) + [0] }
+}
+
+extension HashFunction {
+    public func hash(_ domain: HashDomain, _ bytes: [UInt8]) -> Hash {
+        var input = domain.prefix
+        input.append(contentsOf: bytes)
+        return hash(input)
+    }
+
+    public func hash(_ domain: HashDomain, _ first: Hash, _ second: Hash) -> Hash {
+        var input = domain.prefix
+        input.reserveCapacity(input.count + 64)
+        first.append(to: &input)
+        second.append(to: &input)
+        return hash(input)
+    }
+
+    /// The root of a binary Merkle tree over `leaves` (transaction ids, receipts), with
+    /// RFC 6962's shape: the left subtree holds the largest power of two below the count.
+    public func merkleRoot(_ leaves: [Hash]) -> Hash {
+        if leaves.isEmpty { return .zero }
+        return merkleRoot(leaves[...].map { hash(.listLeaf, $0.bytes) }[...])
+    }
+
+    private func merkleRoot(_ nodes: ArraySlice<Hash>) -> Hash {
+        if nodes.count == 1 { return nodes.first! }
+        var split = 1
+        while split * 2 < nodes.count { split *= 2 }
+        let left = merkleRoot(nodes.prefix(split))
+        let right = merkleRoot(nodes.dropFirst(split))
+        return hash(.listNode, left, right)
+    }
+}

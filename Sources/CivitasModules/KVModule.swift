@@ -1,0 +1,55 @@
+import CivitasCore
+import CivitasVM
+
+/// `kv`: each identity writes under its own namespace; anyone reads.
+///
+/// Methods: `put(key: bytes≤256, value: bytes≤16384)`, `delete(key: bytes≤256)`.
+public struct KVModule: SystemModule {
+    public static let keyBytesMax = 256
+    public static let valueBytesMax = 16 * 1024
+
+    public init() {}
+    public var name: String { "kv" }
+
+    public static func putArguments(key: [UInt8], value: [UInt8]) -> [UInt8] {
+        var writer = CanonicalWriter()
+        writer.byteString(key, max: keyBytesMax)
+        writer.byteString(value, max: valueBytesMax)
+        return writer.bytes
+    }
+
+    public static func deleteArguments(key: [UInt8]) -> [UInt8] {
+        var writer = CanonicalWriter()
+        writer.byteString(key, max: keyBytesMax)
+        return writer.bytes
+    }
+
+    public func execute(method: String, arguments: [UInt8], context: TransactionContext) throws(ExecutionError) {
+        switch method {
+        case "put":
+            let (key, value) = try decodeArguments(arguments) { (reader: inout CanonicalReader) throws(CodecError) in
+                (try reader.byteString("key", max: Self.keyBytesMax), try reader.byteString("value", max: Self.valueBytesMax))
+            }
+            try context.set(StateKeys.kv(owner: context.senderAddress, key: key), value)
+            try context.emit(
+                Event(module: name, name: "put", attributes: [
+                    .init("owner", context.senderAddress.description), .init("key", displayBytes(key)),
+                ]))
+        case "delete":
+            let key = try decodeArguments(arguments) { (reader: inout CanonicalReader) throws(CodecError) in
+                try reader.byteString("key", max: Self.keyBytesMax)
+            }
+            let stateKey = StateKeys.kv(owner: context.senderAddress, key: key)
+            guard try context.get(stateKey) != nil else {
+                throw ExecutionError("kv.not_found", "no value under \(displayBytes(key)) for this sender")
+            }
+            try context.set(stateKey, nil)
+            try context.emit(
+                Event(module: name, name: "delete", attributes: [
+                    .init("owner", context.senderAddress.description), .init("key", displayBytes(key)),
+                ]))
+        default:
+            throw unknownMethod(method)
+        }
+    }
+}

@@ -1,0 +1,34 @@
+import CivitasCore
+
+/// Where each module keeps its data in the state tree. Keys start with the module's
+/// name and a slash, so modules (and later contracts) have disjoint namespaces.
+public enum StateKeys {
+    public static func nonce(_ address: Address) -> [UInt8] { Array("acct/nonce/".utf8) + address.hash.bytes }
+    public static func organisation(_ address: Address) -> [UInt8] { Array("acct/org/".utf8) + address.hash.bytes }
+    public static func kv(owner: Address, key: [UInt8]) -> [UInt8] { Array("kv/".utf8) + owner.hash.bytes + key }
+    public static func balance(_ address: Address) -> [UInt8] { Array("token/bal/".utf8) + address.hash.bytes }
+    public static let supply: [UInt8] = Array("token/supply".utf8)
+
+    public static func encode(_ value: UInt64) -> [UInt8] {
+        var writer = CanonicalWriter(capacity: 8)
+        writer.u64(value)
+        return writer.bytes
+    }
+
+    public static func decodeU64(_ bytes: [UInt8]?) throws(ExecutionError) -> UInt64 {
+        guard let bytes else { return 0 }
+        guard bytes.count == 8 else { throw ExecutionError("state.corrupt", "expected an 8-byte integer in state") }
+        return bytes.reduce(0) { $0 << 8 | UInt64($1) }
+    }
+}
+
+/// Renders bytes for event attributes and the CLI: as text when they are printable
+/// UTF-8, else as 0x-prefixed hex.
+public func displayBytes(_ bytes: [UInt8]) -> String {
+    if let text = String(validating: bytes, as: UTF8.self), !text.hasPrefix("0x"),
+        text.unicodeScalars.allSatisfy({ !$0.properties.isNoncharacterCodePoint && ($0.value >= 0x20 && $0.value != 0x7f) })
+    {
+        return text
+    }
+    return "0x" + bytes.hexString
+}

@@ -1,0 +1,45 @@
+import CivitasCore
+
+/// What subscribers to the event stream receive for each committed block.
+public struct ChainEvent: Sendable {
+    public struct TransactionEvents: Sendable {
+        public var transactionId: Hash
+        public var success: Bool
+        public var events: [Event]
+    }
+
+    public var height: UInt64
+    public var blockHash: Hash
+    public var stateRoot: Hash
+    public var transactionCount: Int
+    public var transactions: [TransactionEvents]
+}
+
+/// A committed transaction with where it is and what it did.
+public struct TransactionOutcome: Sendable {
+    public var transaction: SignedTransaction
+    public var id: Hash
+    public var location: TransactionLocation
+    public var blockHash: Hash
+    public var receipt: Receipt
+}
+
+/// A value (or its absence) with everything needed to check it offline: the proof, the
+/// block header whose state root it is checked against, and that header's certificate.
+public struct StateProofBundle: Sendable {
+    public var header: BlockHeader
+    public var certificate: QuorumCertificate
+    public var proof: StateProof
+}
+
+public struct NodeStatus: Sendable {
+    public var chainId: String
+    public var hashSuite: HashSuiteID
+    public var height: UInt64
+    public var blockHash: Hash
+    public var stateRoot: Hash
+    public var mempoolTransactions: Int
+    public var mempoolBytes: Int
+    public var validatorIndex: UInt16?
+    public var genesisHash: Hash
+}

@@ -1,0 +1,127 @@
+import CivitasCore
+import CivitasCrypto
+import CivitasStorage
+
+/// Where a committed transaction is.
+public struct TransactionLocation: Hashable, Sendable {
+    public var height: UInt64
+    public var index: UInt32
+}
+
+/// A committed block as the ledger returns it.
+public struct CommittedBlock: Sendable {
+    public var block: Block
+    public var hash: Hash
+    /// Nil only for block 0, which the genesis file vouches for.
+    public var certificate: QuorumCertificate?
+}
+
+/// The committed chain in the store: blocks, certificates, transaction index, receipts
+/// and the last committed height, all written in the block's single durable batch.
+public final class Ledger: Sendable {
+    private let store: any KeyValueStore
+    private let hasher: ChainHasher
+
+    static let heightKey = StorePrefix.metadata.key(Array("height".utf8))
+    static let genesisKey = StorePrefix.metadata.key(Array("genesis".utf8))
+    static let safetyKey = StorePrefix.metadata.key(Array("safety".utf8))
+
+    public init(store: any KeyValueStore, hasher: ChainHasher) {
+        self.store = store
+        self.hasher = hasher
+    }
+
+    /// The last committed height, or nil for an empty store.
+    public func committedHeight() throws(StorageError) -> UInt64? {
+        guard let bytes = try store.get(Self.heightKey) else { return nil }
+        return try Self.u64(bytes, "committed height")
+    }
+
+    public func genesisHash() throws(StorageError) -> Hash? {
+        guard let bytes = try store.get(Self.genesisKey) else { return nil }
+        guard bytes.count == 32 else { throw StorageError(.corrupt, "genesis hash of \(bytes.count) bytes") }
+        return Hash(bytes: bytes)
+    }
+
+    public func block(at height: UInt64) throws(StorageError) -> CommittedBlock? {
+        guard let bytes = try store.get(StorePrefix.block.key(height: height)) else { return nil }
+        let block: Block
+        do { block = try Block(canonicalBytes: bytes) } catch {
+            throw StorageError(.corrupt, "block \(height): \(error)")
+        }
+        var certificate: QuorumCertificate?
+        if let raw = try store.get(StorePrefix.certificate.key(height: height)) {
+            do { certificate = try QuorumCertificate(canonicalBytes: raw) } catch {
+                throw StorageError(.corrupt, "certificate \(height): \(error)")
+            }
+        }
+        return CommittedBlock(block: block, hash: block.header.hash(using: hasher), certificate: certificate)
+    }
+
+    public func height(ofBlock hash: Hash) throws(StorageError) -> UInt64? {
+        guard let bytes = try store.get(StorePrefix.blockHash.key(hash.bytes)) else { return nil }
+        return try Self.u64(bytes, "block height")
+    }
+
+    public func location(ofTransaction id: Hash) throws(StorageError) -> TransactionLocation? {
+        guard let bytes = try store.get(StorePrefix.transaction.key(id.bytes)) else { return nil }
+        guard bytes.count == 12 else { throw StorageError(.corrupt, "transaction index entry of \(bytes.count) bytes") }
+        let height = try Self.u64(Array(bytes[0..<8]), "height")
+        let index = bytes[8..<12].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+        return TransactionLocation(height: height, index: index)
+    }
+
+    public func receipt(at location: TransactionLocation) throws(StorageError) -> Receipt? {
+        guard let bytes = try store.get(Self.receiptKey(location)) else { return nil }
+        do { return try Receipt(canonicalBytes: bytes) } catch {
+            throw StorageError(.corrupt, "receipt at \(location.height)/\(location.index): \(error)")
+        }
+    }
+
+    public func safetyData() throws(StorageError) -> [UInt8]? { try store.get(Self.safetyKey) }
+
+    public func persistSafety(_ bytes: [UInt8]) throws(StorageError) {
+        var batch = WriteBatch()
+        batch.put(Self.safetyKey, bytes)
+        try store.write(batch, durable: true)
+    }
+
+    /// Adds the block, its certificate, receipts and index entries to `batch` (which
+    /// already holds the state changes) and writes it durably: after this returns, the
+    /// block survives a crash; before, none of it is visible.
+    public func commit(
+        _ block: Block, certificate: QuorumCertificate?, receipts: [Receipt], transactionIds: [Hash],
+        genesisHash: Hash?, batch: consuming WriteBatch
+    ) throws(StorageError) {
+        let height = block.header.height
+        batch.put(StorePrefix.block.key(height: height), block.canonicalBytes)
+        if let certificate { batch.put(StorePrefix.certificate.key(height: height), certificate.canonicalBytes) }
+        batch.put(StorePrefix.blockHash.key(block.header.hash(using: hasher).bytes), StorePrefix.blockHash.key(height: height).dropFirst().map { $0 })
+        for (index, receipt) in receipts.enumerated() {
+            let location = TransactionLocation(height: height, index: UInt32(index))
+            var entry = CanonicalWriter(capacity: 12)
+            entry.u64(height)
+            entry.u32(UInt32(index))
+            batch.put(StorePrefix.transaction.key(transactionIds[index].bytes), entry.bytes)
+            batch.put(Self.receiptKey(location), receipt.canonicalBytes)
+        }
+        if let genesisHash { batch.put(Self.genesisKey, genesisHash.bytes) }
+        var heightBytes = CanonicalWriter(capacity: 8)
+        heightBytes.u64(height)
+        batch.put(Self.heightKey, heightBytes.bytes)
+        try store.write(batch, durable: true)
+    }
+
+    private static func receiptKey(_ location: TransactionLocation) -> [UInt8] {
+        var writer = CanonicalWriter(capacity: 13)
+        writer.u8(StorePrefix.receipt.rawValue)
+        writer.u64(location.height)
+        writer.u32(location.index)
+        return writer.bytes
+    }
+
+    private static func u64(_ bytes: [UInt8], _ what: String) throws(StorageError) -> UInt64 {
+        guard bytes.count == 8 else { throw StorageError(.corrupt, "\(what) of \(bytes.count) bytes") }
+        return bytes.reduce(0) { $0 << 8 | UInt64($1) }
+    }
+}

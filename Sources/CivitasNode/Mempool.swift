@@ -1,0 +1,111 @@
+import CivitasCore
+import CivitasCrypto
+import OrderedCollections
+
+public struct MempoolLimits: Sendable, Codable, Equatable {
+    public var transactionsMax: Int
+    public var bytesMax: Int
+    /// How far ahead of its account nonce a sender may queue transactions.
+    public var senderTransactionsMax: Int
+
+    public init(transactionsMax: Int = 50_000, bytesMax: Int = 64 << 20, senderTransactionsMax: Int = 1_024) {
+        self.transactionsMax = transactionsMax
+        self.bytesMax = bytesMax
+        self.senderTransactionsMax = senderTransactionsMax
+    }
+}
+
+/// Verified transactions waiting for a block, per sender in nonce order.
+///
+/// Bounded in count and bytes; overload is refused, never absorbed. Senders are served
+/// in the order they first arrived, so one busy sender cannot starve the others.
+public struct Mempool: Sendable {
+    public let limits: MempoolLimits
+    private var senders: OrderedDictionary<Address, [UInt64: VerifiedTransaction]> = [:]
+    private var ids: Set<Hash> = []
+    public private(set) var byteCount = 0
+
+    public init(limits: MempoolLimits) { self.limits = limits }
+
+    public var count: Int { ids.count }
+    public func contains(_ id: Hash) -> Bool { ids.contains(id) }
+
+    /// Admits `transaction` from `sender` whose committed account nonce is `accountNonce`.
+    /// Chain-level checks (chain id, scheme, membership, expiry, gas) are the caller's.
+    public mutating func admit(
+        _ transaction: VerifiedTransaction, sender: Address, accountNonce: UInt64
+    ) throws(TransactionError) {
+        let nonce = transaction.body.nonce
+        guard !ids.contains(transaction.id) else { throw TransactionError(.duplicate, "transaction \(transaction.id) is already pending") }
+        guard nonce >= accountNonce else {
+            throw TransactionError(.nonceTooLow, "nonce \(nonce) is already used; the account's next nonce is \(accountNonce)")
+        }
+        guard nonce - accountNonce < UInt64(limits.senderTransactionsMax) else {
+            throw TransactionError(.nonceTooHigh, "nonce \(nonce) is more than \(limits.senderTransactionsMax) ahead of the account's \(accountNonce)")
+        }
+        var queue = senders[sender] ?? [:]
+        guard queue[nonce] == nil else {
+            throw TransactionError(.duplicate, "a transaction with nonce \(nonce) from this sender is already pending")
+        }
+        guard queue.count < limits.senderTransactionsMax else {
+            throw TransactionError(.senderQueueFull, "sender has \(queue.count) pending transactions")
+        }
+        guard ids.count < limits.transactionsMax, byteCount + transaction.encodedSize <= limits.bytesMax else {
+            throw TransactionError(.mempoolFull, "mempool holds \(ids.count) transactions / \(byteCount) bytes; retry later")
+        }
+        queue[nonce] = transaction
+        senders[sender] = queue
+        ids.insert(transaction.id)
+        byteCount += transaction.encodedSize
+    }
+
+    /// Up to `countMax` transactions that can execute in order now: for each sender,
+    /// the run of consecutive nonces starting at its account nonce.
+    public func reap(countMax: Int, gasMax: UInt64, accountNonce: (Address) -> UInt64) -> [VerifiedTransaction] {
+        var picked: [VerifiedTransaction] = []
+        var gas: UInt64 = 0
+        outer: for (sender, queue) in senders {
+            var nonce = accountNonce(sender)
+            while let transaction = queue[nonce] {
+                guard picked.count < countMax else { break outer }
+                let (total, overflow) = gas.addingReportingOverflow(transaction.body.gasLimit)
+                if overflow || total > gasMax { break outer }
+                gas = total
+                picked.append(transaction)
+                nonce += 1
+            }
+        }
+        return picked
+    }
+
+    /// Drops what a committed block made stale: transactions whose nonce is now used
+    /// (included or replaced) and those that expire before `nextHeight`.
+    public mutating func prune(senders touched: some Sequence<Address>, nextHeight: UInt64, accountNonce: (Address) -> UInt64) {
+        for sender in touched {
+            guard var queue = senders[sender] else { continue }
+            let floor = accountNonce(sender)
+            for (nonce, transaction) in queue where nonce < floor || transaction.body.expiryHeight < nextHeight {
+                queue[nonce] = nil
+                remove(transaction)
+            }
+            senders[sender] = queue.isEmpty ? nil : queue
+        }
+    }
+
+    /// Drops expired transactions of every sender; run now and then, not per block.
+    public mutating func pruneExpired(nextHeight: UInt64) {
+        for sender in senders.keys {
+            guard var queue = senders[sender] else { continue }
+            for (nonce, transaction) in queue where transaction.body.expiryHeight < nextHeight {
+                queue[nonce] = nil
+                remove(transaction)
+            }
+            senders[sender] = queue.isEmpty ? nil : queue
+        }
+    }
+
+    private mutating func remove(_ transaction: VerifiedTransaction) {
+        ids.remove(transaction.id)
+        byteCount -= transaction.encodedSize
+    }
+}

@@ -1,0 +1,27 @@
+import CivitasCore
+
+public struct NodeError: Error, Equatable, Sendable, CustomStringConvertible {
+    public enum Code: String, Sendable {
+        case genesisMismatch = "node.genesis_mismatch"
+        case notAValidator = "node.not_a_validator"
+        case unsupportedValidatorSet = "node.unsupported_validator_set"
+        case notFound = "node.not_found"
+        case heightNotCommitted = "node.height_not_committed"
+        case noCertifiedBlock = "node.no_certified_block"
+        case tooManyWaiters = "node.too_many_waiters"
+        case tooManySubscribers = "node.too_many_subscribers"
+        case storage = "node.storage"
+        case config = "node.config"
+    }
+
+    public let code: Code
+    public let message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public static func == (lhs: Self, rhs: Self) -> Bool { lhs.code == rhs.code }
+    public var description: String { "\(code.rawValue): \(message)" }
+}

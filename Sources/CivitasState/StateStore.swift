@@ -1,0 +1,37 @@
+import CivitasCore
+import CivitasCrypto
+import CivitasStorage
+
+/// The latest state as a flat key → value index beside the tree. Execution reads here
+/// (one lookup, not a walk of the tree); proofs and historical reads use `StateTree`.
+/// Both are written in the same batch as the block, so they never disagree.
+public final class StateStore: StateReader, Sendable {
+    private let store: any KeyValueStore
+    public let tree: StateTree
+
+    public init(store: any KeyValueStore, hasher: ChainHasher) {
+        self.store = store
+        self.tree = StateTree(store: store, hasher: hasher)
+    }
+
+    public func value(for key: [UInt8]) throws(ExecutionError) -> [UInt8]? {
+        do { return try store.get(StorePrefix.stateValue.key(key)) } catch {
+            // A failing disk is not the transaction's fault; the node must stop.
+            preconditionFailure("state read failed: \(error)")
+        }
+    }
+
+    /// The tree nodes and flat-index entries that move the state from `root` by
+    /// `changes`, and the new root.
+    public func stage(root: Hash, changes: [StateTree.Change]) throws(StateError) -> (root: Hash, batch: WriteBatch) {
+        var (newRoot, batch) = try tree.update(root: root, changes: changes)
+        for change in changes {
+            if let value = change.value {
+                batch.put(StorePrefix.stateValue.key(change.key), value)
+            } else {
+                batch.delete(StorePrefix.stateValue.key(change.key))
+            }
+        }
+        return (newRoot, batch)
+    }
+}

@@ -1,0 +1,191 @@
+import CivitasCore
+import CivitasCrypto
+import CivitasStorage
+
+public struct StateError: Error, Equatable, Sendable, CustomStringConvertible {
+    public enum Code: String, Sendable {
+        case missingNode = "state.missing_node"
+        case corruptNode = "state.corrupt_node"
+        case storage = "state.storage"
+        case keyTooLarge = "state.key_too_large"
+        case valueTooLarge = "state.value_too_large"
+    }
+    public let code: Code
+    public let message: String
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+    public var description: String { "\(code.rawValue): \(message)" }
+}
+
+/// The authenticated state: a binary sparse Merkle tree over hashed keys, versioned by
+/// root (every block header names its root; nodes are shared between versions).
+///
+/// Canonical form (which proofs rely on): an empty subtree is the zero hash, and a
+/// subtree holding a single leaf is represented by that leaf at the subtree's top.
+/// Because the shape depends only on the set of keys, every node computes the same
+/// root for the same state regardless of the order of past writes.
+public final class StateTree: Sendable {
+    public let hasher: ChainHasher
+    private let store: any KeyValueStore
+
+    public init(store: any KeyValueStore, hasher: ChainHasher) {
+        self.store = store
+        self.hasher = hasher
+    }
+
+    public static let emptyRoot = Hash.zero
+
+    // MARK: Reading
+
+    public func get(_ key: [UInt8], root: Hash) throws(StateError) -> [UInt8]? {
+        try prove(key, root: root).value
+    }
+
+    /// A proof of `key`'s value (or absence) under `root`.
+    public func prove(_ key: [UInt8], root: Hash) throws(StateError) -> StateProof {
+        let keyHash = hasher.hash(.stateKey, key)
+        var siblings: [Hash] = []
+        var current = root
+        var depth = 0
+        while current != .zero {
+            switch try load(current) {
+            case .internalNode(let left, let right):
+                let goRight = keyHash.bit(depth)
+                siblings.append(goRight ? left.hash : right.hash)
+                current = goRight ? right.hash : left.hash
+                depth += 1
+            case .leaf(let leafKeyHash, let valueHash, _, let value):
+                if leafKeyHash == keyHash {
+                    return StateProof(key: key, value: value, otherLeaf: nil, siblings: siblings)
+                }
+                return StateProof(
+                    key: key, value: nil, otherLeaf: .init(keyHash: leafKeyHash, valueHash: valueHash), siblings: siblings)
+            }
+        }
+        return StateProof(key: key, value: nil, otherLeaf: nil, siblings: siblings)
+    }
+
+    private func load(_ hash: Hash) throws(StateError) -> StateNode {
+        let bytes: [UInt8]?
+        do { bytes = try store.get(StorePrefix.stateNode.key(hash.bytes)) } catch {
+            throw StateError(.storage, error.description)
+        }
+        guard let bytes else { throw StateError(.missingNode, "state node \(hash) is not in the store") }
+        do { return try StateNode(decoding: bytes) } catch {
+            throw StateError(.corruptNode, "state node \(hash): \(error)")
+        }
+    }
+
+    // MARK: Writing
+
+    /// One change to apply: a value, or nil to delete the key.
+    public struct Change: Sendable {
+        public var key: [UInt8]
+        public var value: [UInt8]?
+        public init(key: [UInt8], value: [UInt8]?) {
+            self.key = key
+            self.value = value
+        }
+    }
+
+    private struct Update {
+        var keyHash: Hash
+        var key: [UInt8]
+        var value: [UInt8]?
+    }
+
+    /// Applies `changes` to the tree under `root` and returns the new root with the new
+    /// nodes to write. Nothing is written here: the caller commits the batch together
+    /// with the block, so state and ledger move atomically.
+    public func update(root: Hash, changes: [Change]) throws(StateError) -> (root: Hash, batch: WriteBatch) {
+        var updates: [Update] = []
+        updates.reserveCapacity(changes.count)
+        var seen = Set<Hash>()
+        // The last change to a key wins; later in `changes` means later in the block.
+        for change in changes.reversed() {
+            guard change.key.count <= ProtocolLimits.stateKeyBytesMax else {
+                throw StateError(.keyTooLarge, "state key of \(change.key.count) bytes")
+            }
+            if let value = change.value, value.count > ProtocolLimits.stateValueBytesMax {
+                throw StateError(.valueTooLarge, "state value of \(value.count) bytes")
+            }
+            let keyHash = hasher.hash(.stateKey, change.key)
+            if seen.insert(keyHash).inserted {
+                updates.append(Update(keyHash: keyHash, key: change.key, value: change.value))
+            }
+        }
+        updates.sort { $0.keyHash < $1.keyHash }
+        var writes = WriteBatch()
+        let rootKind: StateNode.Kind = root == .zero ? .empty : (try kindOf(root))
+        let newRoot = try apply(StateNode.Child(kind: rootKind, hash: root), depth: 0, updates[...], &writes)
+        return (newRoot.hash, writes)
+    }
+
+    private func kindOf(_ hash: Hash) throws(StateError) -> StateNode.Kind {
+        if case .leaf = try load(hash) { return .leaf }
+        return .internalNode
+    }
+
+    private func apply(
+        _ node: StateNode.Child, depth: Int, _ updates: ArraySlice<Update>, _ writes: inout WriteBatch
+    ) throws(StateError) -> StateNode.Child {
+        if updates.isEmpty { return node }
+        switch node.kind {
+        case .empty:
+            return try build(depth: depth, updates.filter { $0.value != nil }[...], &writes)
+        case .leaf:
+            guard case .leaf(let keyHash, _, let key, let value) = try load(node.hash) else {
+                throw StateError(.corruptNode, "node \(node.hash) was named a leaf by its parent")
+            }
+            var merged = updates.filter { $0.value != nil }
+            if !updates.contains(where: { $0.keyHash == keyHash }) {
+                let index = merged.firstIndex { $0.keyHash > keyHash } ?? merged.endIndex
+                merged.insert(Update(keyHash: keyHash, key: key, value: value), at: index)
+            }
+            return try build(depth: depth, merged[...], &writes)
+        case .internalNode:
+            guard case .internalNode(let left, let right) = try load(node.hash) else {
+                throw StateError(.corruptNode, "node \(node.hash) was named internal by its parent")
+            }
+            let split = updates.firstIndex { $0.keyHash.bit(depth) } ?? updates.endIndex
+            let newLeft = try apply(left, depth: depth + 1, updates[..<split], &writes)
+            let newRight = try apply(right, depth: depth + 1, updates[split...], &writes)
+            return join(newLeft, newRight, &writes)
+        }
+    }
+
+    /// The canonical subtree at `depth` holding exactly `leaves` (sorted by key hash).
+    private func build(depth: Int, _ leaves: ArraySlice<Update>, _ writes: inout WriteBatch) throws(StateError)
+        -> StateNode.Child
+    {
+        guard let first = leaves.first else { return .empty }
+        if leaves.count == 1, let value = first.value {
+            let valueHash = hasher.hash(.stateValue, value)
+            let hash = hasher.hash(.stateLeaf, first.keyHash, valueHash)
+            let node = StateNode.leaf(keyHash: first.keyHash, valueHash: valueHash, key: first.key, value: value)
+            writes.put(StorePrefix.stateNode.key(hash.bytes), node.encoded())
+            return StateNode.Child(kind: .leaf, hash: hash)
+        }
+        // Two distinct 256-bit key hashes differ by depth 256.
+        precondition(depth < 256, "distinct key hashes share all 256 bits")
+        let split = leaves.firstIndex { $0.keyHash.bit(depth) } ?? leaves.endIndex
+        let left = try build(depth: depth + 1, leaves[..<split], &writes)
+        let right = try build(depth: depth + 1, leaves[split...], &writes)
+        return join(left, right, &writes)
+    }
+
+    /// An internal node over two children, lifting a lone leaf to keep the form canonical.
+    private func join(_ left: StateNode.Child, _ right: StateNode.Child, _ writes: inout WriteBatch) -> StateNode.Child {
+        switch (left.kind, right.kind) {
+        case (.empty, .empty): return .empty
+        case (.leaf, .empty): return left
+        case (.empty, .leaf): return right
+        default:
+            let hash = hasher.hash(.stateNode, left.hash, right.hash)
+            writes.put(StorePrefix.stateNode.key(hash.bytes), StateNode.internalNode(left: left, right: right).encoded())
+            return StateNode.Child(kind: .internalNode, hash: hash)
+        }
+    }
+}

@@ -1,0 +1,71 @@
+/// An ordered byte-key store with atomic batches: what the ledger, the state tree and
+/// the node's metadata are written into.
+///
+/// Implementations: `RocksDBStore` for nodes, `MemoryStore` for tests and simulation.
+/// Both pass the same suite (`StorageSuite` in the tests).
+public protocol KeyValueStore: AnyObject, Sendable {
+    func get(_ key: [UInt8]) throws(StorageError) -> [UInt8]?
+    /// Applies every operation of `batch` or none. With `durable`, returns only once
+    /// the batch would survive a power cut (fsync of the write-ahead log).
+    func write(_ batch: WriteBatch, durable: Bool) throws(StorageError)
+    /// Entries whose key starts with `prefix`, in ascending key order, starting at
+    /// `start` (inclusive, must itself start with `prefix`) and at most `limit` of them.
+    func scan(prefix: [UInt8], start: [UInt8]?, limit: Int) throws(StorageError) -> [(key: [UInt8], value: [UInt8])]
+}
+
+public struct WriteBatch: Sendable {
+    public enum Operation: Sendable, Equatable {
+        case put(key: [UInt8], value: [UInt8])
+        case delete(key: [UInt8])
+    }
+
+    public private(set) var operations: [Operation] = []
+    public private(set) var byteCount = 0
+
+    public init() {}
+
+    public mutating func put(_ key: [UInt8], _ value: [UInt8]) {
+        operations.append(.put(key: key, value: value))
+        byteCount += key.count + value.count
+    }
+
+    public mutating func delete(_ key: [UInt8]) {
+        operations.append(.delete(key: key))
+        byteCount += key.count
+    }
+
+    public mutating func append(contentsOf other: WriteBatch) {
+        operations.append(contentsOf: other.operations)
+        byteCount += other.byteCount
+    }
+
+    public var isEmpty: Bool { operations.isEmpty }
+}
+
+public struct StorageError: Error, Equatable, Sendable, CustomStringConvertible {
+    public enum Code: String, Sendable {
+        case openFailed = "storage.open_failed"
+        case readFailed = "storage.read_failed"
+        case writeFailed = "storage.write_failed"
+        case corrupt = "storage.corrupt"
+    }
+
+    public let code: Code
+    public let message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    /// Storage errors stop the node: continuing after a failed write could report as
+    /// committed what is not on disk.
+    public var isFatal: Bool { true }
+    public var description: String { "\(code.rawValue): \(message)" }
+}
+
+extension KeyValueStore {
+    public func scan(prefix: [UInt8], limit: Int) throws(StorageError) -> [(key: [UInt8], value: [UInt8])] {
+        try scan(prefix: prefix, start: nil, limit: limit)
+    }
+}

@@ -1,0 +1,28 @@
+/// The one-byte key prefixes that partition a node's store. Every writer names its
+/// prefix here, so two layers can never collide.
+public enum StorePrefix: UInt8, Sendable {
+    /// `b` + height (8 bytes, big-endian) → encoded block.
+    case block = 0x62
+    /// `c` + height → encoded quorum certificate of that block.
+    case certificate = 0x63
+    /// `h` + block hash → height.
+    case blockHash = 0x68
+    /// `t` + transaction id → height (8) + index (4).
+    case transaction = 0x74
+    /// `r` + height + index (4) → encoded receipt.
+    case receipt = 0x72
+    /// `n` + node hash → state tree node.
+    case stateNode = 0x6e
+    /// `v` + state key → latest value (a flat index beside the tree, for fast reads).
+    case stateValue = 0x76
+    /// `m` + name → node metadata (last committed height, genesis hash).
+    case metadata = 0x6d
+
+    public func key(_ rest: [UInt8]) -> [UInt8] { [rawValue] + rest }
+
+    public func key(height: UInt64) -> [UInt8] {
+        var out = [rawValue]
+        for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: height >> UInt64(shift))) }
+        return out
+    }
+}

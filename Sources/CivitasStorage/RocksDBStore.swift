@@ -1,0 +1,127 @@
+import CRocksDB
+
+/// The node's store: RocksDB through its C API.
+///
+/// One RocksDB instance per node home; keys are namespaced by a one-byte prefix chosen
+/// by the layer above (see `docs/architecture.md`, "Storage layout").
+public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
+    // RocksDB's handles are thread-safe for concurrent reads and writes; the options
+    // objects are only read after creation.
+    private let db: OpaquePointer
+    private let readOptions: OpaquePointer
+    private let syncWrite: OpaquePointer
+    private let asyncWrite: OpaquePointer
+    private let options: OpaquePointer
+    public let path: String
+
+    public init(path: String) throws(StorageError) {
+        self.path = path
+        options = rocksdb_options_create()
+        rocksdb_options_set_create_if_missing(options, 1)
+        rocksdb_options_increase_parallelism(options, 2)
+        var error: UnsafeMutablePointer<CChar>?
+        guard let handle = rocksdb_open(options, path, &error) else {
+            let message = Self.take(error) ?? "unknown error"
+            rocksdb_options_destroy(options)
+            throw StorageError(.openFailed, "cannot open RocksDB at \(path): \(message)")
+        }
+        db = handle
+        readOptions = rocksdb_readoptions_create()
+        syncWrite = rocksdb_writeoptions_create()
+        rocksdb_writeoptions_set_sync(syncWrite, 1)
+        asyncWrite = rocksdb_writeoptions_create()
+    }
+
+    deinit {
+        rocksdb_close(db)
+        rocksdb_readoptions_destroy(readOptions)
+        rocksdb_writeoptions_destroy(syncWrite)
+        rocksdb_writeoptions_destroy(asyncWrite)
+        rocksdb_options_destroy(options)
+    }
+
+    private static func take(_ error: UnsafeMutablePointer<CChar>?) -> String? {
+        guard let error else { return nil }
+        defer { rocksdb_free(error) }
+        return String(cString: error)
+    }
+
+    public func get(_ key: [UInt8]) throws(StorageError) -> [UInt8]? {
+        var error: UnsafeMutablePointer<CChar>?
+        var length = 0
+        let value = key.withUnsafeBufferPointer { buffer in
+            buffer.withMemoryRebound(to: CChar.self) {
+                rocksdb_get(db, readOptions, $0.baseAddress, $0.count, &length, &error)
+            }
+        }
+        if let message = Self.take(error) { throw StorageError(.readFailed, message) }
+        guard let value else { return nil }
+        defer { rocksdb_free(value) }
+        return value.withMemoryRebound(to: UInt8.self, capacity: length) { Array(UnsafeBufferPointer(start: $0, count: length)) }
+    }
+
+    public func write(_ batch: WriteBatch, durable: Bool) throws(StorageError) {
+        let handle = rocksdb_writebatch_create()
+        defer { rocksdb_writebatch_destroy(handle) }
+        for operation in batch.operations {
+            switch operation {
+            case .put(let key, let value):
+                key.withUnsafeBufferPointer { k in
+                    value.withUnsafeBufferPointer { v in
+                        k.withMemoryRebound(to: CChar.self) { k in
+                            v.withMemoryRebound(to: CChar.self) { v in
+                                rocksdb_writebatch_put(handle, k.baseAddress, k.count, v.baseAddress, v.count)
+                            }
+                        }
+                    }
+                }
+            case .delete(let key):
+                key.withUnsafeBufferPointer { k in
+                    k.withMemoryRebound(to: CChar.self) { rocksdb_writebatch_delete(handle, $0.baseAddress, $0.count) }
+                }
+            }
+        }
+        var error: UnsafeMutablePointer<CChar>?
+        rocksdb_write(db, durable ? syncWrite : asyncWrite, handle, &error)
+        if let message = Self.take(error) { throw StorageError(.writeFailed, message) }
+    }
+
+    public func scan(prefix: [UInt8], start: [UInt8]?, limit: Int) throws(StorageError) -> [(key: [UInt8], value: [UInt8])] {
+        let iterator = rocksdb_create_iterator(db, readOptions)
+        defer { rocksdb_iter_destroy(iterator) }
+        let seek = start ?? prefix
+        seek.withUnsafeBufferPointer { buffer in
+            buffer.withMemoryRebound(to: CChar.self) { rocksdb_iter_seek(iterator, $0.baseAddress, $0.count) }
+        }
+        var results: [(key: [UInt8], value: [UInt8])] = []
+        while results.count < limit, rocksdb_iter_valid(iterator) != 0 {
+            var keyLength = 0
+            var valueLength = 0
+            let keyPointer = rocksdb_iter_key(iterator, &keyLength)!
+            let key = keyPointer.withMemoryRebound(to: UInt8.self, capacity: keyLength) {
+                Array(UnsafeBufferPointer(start: $0, count: keyLength))
+            }
+            // Keys are sorted, so the first one without the prefix ends the range.
+            guard key.starts(with: prefix) else { break }
+            let valuePointer = rocksdb_iter_value(iterator, &valueLength)
+            let value = valuePointer.map { pointer in
+                pointer.withMemoryRebound(to: UInt8.self, capacity: valueLength) {
+                    Array(UnsafeBufferPointer(start: $0, count: valueLength))
+                }
+            } ?? []
+            results.append((key, value))
+            rocksdb_iter_next(iterator)
+        }
+        var error: UnsafeMutablePointer<CChar>?
+        rocksdb_iter_get_error(iterator, &error)
+        if let message = Self.take(error) { throw StorageError(.readFailed, message) }
+        return results
+    }
+
+    /// Bytes of the live SST files and WAL, for `bench` and `status`.
+    public var approximateDiskBytes: UInt64 {
+        guard let text = rocksdb_property_value(db, "rocksdb.total-sst-files-size") else { return 0 }
+        defer { rocksdb_free(text) }
+        return UInt64(String(cString: text)) ?? 0
+    }
+}
