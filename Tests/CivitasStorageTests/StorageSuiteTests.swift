@@ -1,0 +1,87 @@
+import CivitasStorage
+import Foundation
+import Testing
+
+/// One suite, every backend: the node runs on RocksDB, tests and simulation on memory;
+/// both must behave identically.
+@Suite struct StorageSuiteTests {
+    enum Backend: String, CaseIterable, CustomTestStringConvertible {
+        case memory, rocksdb
+        var testDescription: String { rawValue }
+    }
+
+    func withStore(_ backend: Backend, _ body: (any KeyValueStore) throws -> Void) throws {
+        switch backend {
+        case .memory:
+            try body(MemoryStore())
+        case .rocksdb:
+            let path = NSTemporaryDirectory() + "civitas-storage-\(UUID().uuidString)"
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            try body(try RocksDBStore(path: path))
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func putGetDelete(_ backend: Backend) throws {
+        try withStore(backend) { store in
+            #expect(try store.get([1]) == nil)
+            var batch = WriteBatch()
+            batch.put([1], [10])
+            batch.put([2], [])
+            try store.write(batch, durable: true)
+            #expect(try store.get([1]) == [10])
+            #expect(try store.get([2]) == [])
+            var deletion = WriteBatch()
+            deletion.delete([1])
+            try store.write(deletion, durable: false)
+            #expect(try store.get([1]) == nil)
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func batchesApplyInOrder(_ backend: Backend) throws {
+        try withStore(backend) { store in
+            var batch = WriteBatch()
+            batch.put([7], [1])
+            batch.delete([7])
+            batch.put([8], [1])
+            batch.put([8], [2])
+            try store.write(batch, durable: true)
+            #expect(try store.get([7]) == nil)
+            #expect(try store.get([8]) == [2])
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func scanIsOrderedBoundedAndPrefixed(_ backend: Backend) throws {
+        try withStore(backend) { store in
+            var batch = WriteBatch()
+            for byte: UInt8 in [5, 3, 9, 1] { batch.put([0x61, byte], [byte]) }
+            batch.put([0x62, 0], [0])
+            batch.put([0x60, 0xff], [0])
+            try store.write(batch, durable: true)
+            let all = try store.scan(prefix: [0x61], limit: 10)
+            #expect(all.map(\.key) == [[0x61, 1], [0x61, 3], [0x61, 5], [0x61, 9]])
+            #expect(try store.scan(prefix: [0x61], limit: 2).count == 2)
+            #expect(try store.scan(prefix: [0x61], start: [0x61, 4], limit: 10).map(\.value) == [[5], [9]])
+            #expect(try store.scan(prefix: [0x63], limit: 10).isEmpty)
+        }
+    }
+
+    @Test func rocksdbDurableWritesSurviveReopening() throws {
+        let path = NSTemporaryDirectory() + "civitas-storage-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        do {
+            let store = try RocksDBStore(path: path)
+            var batch = WriteBatch()
+            batch.put(Array("height".utf8), [0, 0, 0, 9])
+            try store.write(batch, durable: true)
+        }
+        let reopened = try RocksDBStore(path: path)
+        #expect(try reopened.get(Array("height".utf8)) == [0, 0, 0, 9])
+    }
+
+    @Test func rocksdbRefusesAnUnopenablePath() {
+        #expect(throws: StorageError.self) { try RocksDBStore(path: "/proc/civitas-cannot-exist/db") }
+    }
+}
