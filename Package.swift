@@ -106,7 +106,7 @@ let package = Package(
         .testTarget(name: "CivitasStateTests", dependencies: ["CivitasState", "CivitasTesting"]),
         .testTarget(name: "CivitasModulesTests", dependencies: ["CivitasModules", "CivitasTesting"]),
         .testTarget(name: "CivitasNetworkTests", dependencies: ["CivitasNetwork"]),
-        .testTarget(name: "CivitasNodeTests", dependencies: ["CivitasNode", "CivitasTesting"]),
+        .testTarget(name: "CivitasNodeTests", dependencies: ["CivitasNode", "CivitasClient", "CivitasTesting"]),
         .testTarget(
             name: "CivitasAPITests",
             dependencies: [

@@ -80,6 +80,8 @@ public struct TransactionError: Error, Equatable, Sendable, CustomStringConverti
         }
     }
 
+    public static func == (lhs: Self, rhs: Self) -> Bool { lhs.code == rhs.code }
+
     /// Overload is temporary: the client may retry later. Everything else is final.
     public var isRetryable: Bool { code == .mempoolFull || code == .senderQueueFull }
     public var description: String { "\(code.rawValue): \(message)" }

@@ -1,0 +1,217 @@
+import CivitasClient
+import CivitasCore
+import CivitasCrypto
+import CivitasModules
+import CivitasNode
+import CivitasStorage
+import CivitasTesting
+import Testing
+
+@Suite struct NodeTests {
+    let chain = TestChain()
+
+    func put(_ key: String, _ value: String) -> Call {
+        Call(module: "kv", method: "put", arguments: KVModule.putArguments(key: Array(key.utf8), value: Array(value.utf8)))
+    }
+
+    @Test func transactionTravelsToACertifiedBlockWithProof() async throws {
+        let node = try chain.node()
+        try await node.submit(chain.transaction(put("a", "1"), nonce: 0))
+        let committed = try #require(try await node.produceBlock(timestampMilliseconds: 1))
+        #expect(committed.block.header.height == 1)
+        let certificate = try #require(committed.certificate)
+        try certificate.verify(against: chain.genesis.validatorSet(), verifier: SignatureVerifiers())
+        let key = StateKeys.kv(owner: chain.address(chain.clients[0]), key: Array("a".utf8))
+        let bundle = try await node.prove(key, height: nil)
+        #expect(bundle.proof.value == Array("1".utf8))
+        #expect(bundle.proof.verify(root: committed.block.header.stateRoot, using: chain.hasher))
+    }
+
+    func rejection(_ node: Node, _ transaction: VerifiedTransaction) async -> TransactionError.Code? {
+        do {
+            try await node.submit(transaction)
+            return nil
+        } catch { return error.code }
+    }
+
+    @Test func badTransactionsAreRefusedWithTypedErrors() async throws {
+        let node = try chain.node()
+        let rootBefore = await node.status().stateRoot
+        // Wrong chain id.
+        let other = TransactionBuilder(chainId: "other-chain", hashSuite: .sha256, key: chain.clients[0])
+        let (foreign, _) = try other.sign(call: put("a", "1"), nonce: 0, expiryHeight: 100)
+        #expect(await rejection(node, try VerifiedTransaction.verify(foreign, hasher: chain.hasher, verifier: SignatureVerifiers())) == .wrongChain)
+        // Expired.
+        #expect(await rejection(node, chain.transaction(put("a", "1"), nonce: 0, expiryHeight: 0)) == .expired)
+        // Unknown sender.
+        let stranger = TransactionBuilder(chainId: chain.genesis.chainId, hashSuite: .sha256, key: chain.outsider)
+        let (strange, _) = try stranger.sign(call: put("a", "1"), nonce: 0, expiryHeight: 100)
+        #expect(await rejection(node, try VerifiedTransaction.verify(strange, hasher: chain.hasher, verifier: SignatureVerifiers())) == .unknownSender)
+        // Gas limit below the intrinsic cost.
+        #expect(await rejection(node, chain.transaction(put("a", "1"), nonce: 0, gasLimit: 10)) == .gasLimitTooLow)
+        // Duplicate, then a replayed nonce after commit.
+        let first = chain.transaction(put("a", "1"), nonce: 0)
+        try await node.submit(first)
+        #expect(await rejection(node, first) == .duplicate)
+        #expect(await rejection(node, chain.transaction(put("b", "2"), nonce: 0)) == .duplicate)
+        #expect(await rejection(node, chain.transaction(put("b", "2"), nonce: 5_000)) == .nonceTooHigh)
+        #expect(await node.status().stateRoot == rootBefore)
+        try await node.produceBlock(timestampMilliseconds: 1)
+        #expect(await rejection(node, first) == .duplicate)
+        #expect(await rejection(node, chain.transaction(put("c", "3"), nonce: 0)) == .nonceTooLow)
+    }
+
+    @Test func badSignatureAndUnknownSchemeAndMalformedBytes() throws {
+        var signed = chain.transaction(put("a", "1"), nonce: 0).transaction
+        var bytes = signed.signature.bytes
+        bytes[0] ^= 1
+        signed.signature = try Signature(scheme: .ed25519, bytes: bytes)
+        #expect(throws: TransactionError(.badSignature, "")) {
+            try VerifiedTransaction.verify(signed, hasher: chain.hasher, verifier: SignatureVerifiers())
+        }
+        var raw = chain.transaction(put("a", "1"), nonce: 0).transaction.canonicalBytes
+        let schemeOffset = 1 + 4 + chain.genesis.chainId.utf8.count
+        raw[schemeOffset] = 0x33
+        do {
+            _ = try SignedTransaction(wire: raw)
+            Issue.record("an unknown scheme decoded")
+        } catch {
+            #expect(TransactionError(decoding: error).code == .unknownScheme)
+        }
+        let oversized = [UInt8](repeating: 1, count: ProtocolLimits.transactionBytesMax + 1)
+        do {
+            _ = try SignedTransaction(wire: oversized)
+            Issue.record("oversized bytes decoded")
+        } catch {
+            #expect(TransactionError(decoding: error).code == .oversized)
+        }
+    }
+
+    @Test func schemesOutsideGenesisAreRefused() async throws {
+        let edOnly = TestChain(schemes: [.ed25519], clientSchemes: [.ed25519])
+        let node = try edOnly.node()
+        let p256 = try PrivateKey(scheme: .p256, rawRepresentation: [1] + [UInt8](repeating: 5, count: 31))
+        let (signed, _) = try TransactionBuilder(chainId: edOnly.genesis.chainId, hashSuite: .sha256, key: p256)
+            .sign(call: put("a", "1"), nonce: 0, expiryHeight: 100)
+        let verified = try VerifiedTransaction.verify(signed, hasher: edOnly.hasher, verifier: SignatureVerifiers())
+        #expect(await rejection(node, verified) == .schemeNotAccepted)
+    }
+
+    @Test func fullMempoolRefusesAndRecovers() async throws {
+        let limits = NodeLimits(mempool: MempoolLimits(transactionsMax: 3, bytesMax: 1 << 20, senderTransactionsMax: 100))
+        let node = try chain.node(limits: limits)
+        for nonce in 0..<3 { try await node.submit(chain.transaction(put("k\(nonce)", "v"), nonce: UInt64(nonce))) }
+        #expect(await rejection(node, chain.transaction(put("k3", "v"), nonce: 3)) == .mempoolFull)
+        try await node.produceBlock(timestampMilliseconds: 1)
+        #expect(await rejection(node, chain.transaction(put("k3", "v"), nonce: 3)) == nil)
+    }
+
+    @Test func failedCallsLeaveFailedReceiptsAndNoStateChange() async throws {
+        let node = try chain.node()
+        let recipient = chain.address(chain.clients[1])
+        let calls: [(Call, String)] = [
+            (Call(module: "token", method: "transfer", arguments: TokenModule.transferArguments(to: recipient, amount: TestChain.clientBalance + 1)), "token.insufficient_balance"),
+            (Call(module: "nope", method: "x", arguments: []), "call.unknown_module"),
+            (Call(module: "kv", method: "nope", arguments: []), "call.unknown_method"),
+            (Call(module: "kv", method: "put", arguments: [1, 2, 3]), "call.invalid_arguments"),
+            (Call(module: "kv", method: "delete", arguments: KVModule.deleteArguments(key: [9])), "kv.not_found"),
+        ]
+        var ids: [Hash] = []
+        for (nonce, (call, _)) in calls.enumerated() {
+            let transaction = chain.transaction(call, nonce: UInt64(nonce))
+            ids.append(transaction.id)
+            try await node.submit(transaction)
+        }
+        // Out of gas: enough for admission, not for the write.
+        let starving = chain.transaction(put("big", String(repeating: "x", count: 2_000)), nonce: UInt64(calls.count), gasLimit: 30_000)
+        try await node.submit(starving)
+        let balancesBefore = await node.value(StateKeys.balance(chain.address(chain.clients[0])))
+        let block = try #require(try await node.produceBlock(timestampMilliseconds: 1))
+        #expect(block.block.transactions.count == calls.count + 1)
+        for (index, (_, code)) in calls.enumerated() {
+            let outcome = try #require(try await node.transaction(ids[index]))
+            #expect(outcome.receipt.status == .failure(code: code, message: failureMessage(outcome.receipt)))
+        }
+        let starved = try #require(try await node.transaction(starving.id))
+        #expect(starved.receipt.status == .failure(code: "gas.out_of_gas", message: "out of gas (limit 30000)"))
+        #expect(starved.receipt.gasUsed == 30_000)
+        #expect(await node.value(StateKeys.balance(chain.address(chain.clients[0]))) == balancesBefore)
+        #expect(await node.value(StateKeys.kv(owner: chain.address(chain.clients[0]), key: Array("big".utf8))) == nil)
+        // Failed calls still use their nonce.
+        #expect(await node.value(StateKeys.nonce(chain.address(chain.clients[0]))) == StateKeys.encode(UInt64(calls.count + 1)))
+    }
+
+    func failureMessage(_ receipt: Receipt) -> String {
+        if case .failure(_, let message) = receipt.status { return message }
+        return ""
+    }
+
+    @Test func transferMovesBalanceAndEmitsEvent() async throws {
+        let node = try chain.node()
+        let recipient = chain.address(chain.clients[1])
+        let transfer = chain.transaction(
+            Call(module: "token", method: "transfer", arguments: TokenModule.transferArguments(to: recipient, amount: 250)), nonce: 0)
+        try await node.submit(transfer)
+        try await node.produceBlock(timestampMilliseconds: 1)
+        let outcome = try #require(try await node.transaction(transfer.id))
+        #expect(outcome.receipt.status == .success)
+        #expect(outcome.receipt.events.first?.name == "transfer")
+        #expect(await node.value(StateKeys.balance(recipient)) == StateKeys.encode(TestChain.clientBalance + 250))
+        #expect(await node.value(StateKeys.balance(chain.address(chain.clients[0]))) == StateKeys.encode(TestChain.clientBalance - 250))
+    }
+
+    @Test func restartResumesAtTheLastCommittedHeight() async throws {
+        let store = MemoryStore()
+        var root: Hash
+        do {
+            let node = try chain.node(store: store)
+            for nonce in 0..<5 {
+                try await node.submit(chain.transaction(put("k\(nonce)", "v\(nonce)"), nonce: UInt64(nonce)))
+                try await node.produceBlock(timestampMilliseconds: 1)
+            }
+            root = await node.status().stateRoot
+        }
+        let reopened = try chain.node(store: store)
+        #expect(await reopened.status().height == 5)
+        #expect(await reopened.status().stateRoot == root)
+        try await reopened.submit(chain.transaction(put("k5", "v5"), nonce: 5))
+        #expect(try await reopened.produceBlock(timestampMilliseconds: 1)?.block.header.height == 6)
+    }
+
+    @Test func aStoreOfAnotherChainIsRefused() throws {
+        let store = MemoryStore()
+        _ = try chain.node(store: store)
+        let other = TestChain(hashSuite: .sm3)
+        #expect(throws: NodeError(.genesisMismatch, "")) { try other.node(store: store) }
+    }
+
+    @Test func sameTransactionsGiveSameRootsOnBothSuitesIndependently() async throws {
+        for suite in [HashSuiteID.sha256, .sm3] {
+            let chain = TestChain(hashSuite: suite)
+            var roots: [Hash] = []
+            for _ in 0..<2 {
+                let node = try chain.node()
+                try await node.submit(chain.transaction(put("x", "y"), nonce: 0))
+                try await node.produceBlock(timestampMilliseconds: 7)
+                roots.append(await node.status().stateRoot)
+            }
+            #expect(roots[0] == roots[1])
+        }
+    }
+
+    @Test func waitersAreResumedOnCommitAndTimeOut() async throws {
+        let node = try chain.node()
+        let transaction = chain.transaction(put("w", "1"), nonce: 0)
+        try await node.submit(transaction)
+        async let waited = node.waitForCommit(transaction.id, timeout: .seconds(30))
+        // Produce only once the waiter is registered, observed through the node itself.
+        var produced = false
+        for _ in 0..<1_000 where !produced {
+            await Task.yield()
+            produced = try await node.produceBlock(timestampMilliseconds: 1) != nil
+        }
+        #expect(try await waited?.receipt.status == .success)
+        let never = chain.transaction(put("w", "2"), nonce: 9)
+        #expect(try await node.waitForCommit(never.id, timeout: .milliseconds(20)) == nil)
+    }
+}
