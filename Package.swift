@@ -53,20 +53,12 @@ let package = Package(
             name: "CivitasModules",
             dependencies: ["CivitasCore", "CivitasCrypto", "CivitasState", "CivitasVM"],
             swiftSettings: strict),
-        .target(
-            name: "CivitasNetwork",
-            dependencies: [
-                "CivitasCore",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-            ],
-            swiftSettings: strict),
         // L4
         .target(
             name: "CivitasNode",
             dependencies: [
                 "CivitasCore", "CivitasCrypto", "CivitasStorage", "CivitasState", "CivitasConsensus",
-                "CivitasModules", "CivitasNetwork", "CivitasVM",
+                "CivitasModules", "CivitasVM",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "OrderedCollections", package: "swift-collections"),
@@ -104,16 +96,7 @@ let package = Package(
         .testTarget(name: "CivitasCryptoTests", dependencies: ["CivitasCrypto", "CivitasTesting"]),
         .testTarget(name: "CivitasStorageTests", dependencies: ["CivitasStorage"]),
         .testTarget(name: "CivitasStateTests", dependencies: ["CivitasState", "CivitasTesting"]),
-        .testTarget(name: "CivitasModulesTests", dependencies: ["CivitasModules", "CivitasTesting"]),
-        .testTarget(name: "CivitasNetworkTests", dependencies: ["CivitasNetwork"]),
         .testTarget(name: "CivitasNodeTests", dependencies: ["CivitasNode", "CivitasClient", "CivitasTesting"]),
-        .testTarget(
-            name: "CivitasAPITests",
-            dependencies: [
-                "CivitasAPI", "CivitasTesting",
-                .product(name: "HummingbirdTesting", package: "hummingbird"),
-            ]),
-        .testTarget(name: "CivitasClientTests", dependencies: ["CivitasClient", "CivitasTesting"]),
         .testTarget(
             name: "CivitasEndToEndTests", dependencies: ["CivitasClient", "CivitasTesting", "CivitasCommands"]),
     ]
