@@ -6,6 +6,26 @@ import CivitasCrypto
 import CivitasModules
 import Foundation
 
+extension NodeClient {
+    /// The node's status with the chain's hash function, which addresses and ids depend on.
+    func chain() async throws -> (status: StatusView, hasher: ChainHasher) {
+        let status: StatusView = try await get("/v1/status")
+        guard let suite = HashSuiteID(name: status.hashSuite) else {
+            throw CommandError("node reports unknown hash suite \(status.hashSuite)")
+        }
+        return (status, ChainHasher(suite))
+    }
+}
+
+extension SignerOptions {
+    /// `given`, or else the address of the signing key on the node's chain.
+    func address(_ given: String?, client: NodeClient) async throws -> String {
+        if let given { return given }
+        let key = try KeyFile.load(path())
+        return Address(of: key.publicKey, using: try await client.chain().hasher).description
+    }
+}
+
 /// Signs a call with the user's key and submits it, waiting for the receipt unless told not to.
 struct Submitter {
     let client: NodeClient
@@ -26,9 +46,8 @@ struct Submitter {
     }
 
     func submit(_ call: Call, options: Options) async throws -> SubmitResult {
-        let status: StatusView = try await client.get("/v1/status")
-        guard let suite = HashSuiteID(name: status.hashSuite) else { throw CommandError("node reports unknown hash suite \(status.hashSuite)") }
-        let builder = TransactionBuilder(chainId: status.chainId, hashSuite: suite, key: key)
+        let (status, hasher) = try await client.chain()
+        let builder = TransactionBuilder(chainId: status.chainId, hashSuite: hasher.suite, key: key)
         let nonce: UInt64
         if let given = options.nonce {
             nonce = given
@@ -120,14 +139,7 @@ struct KV: AsyncParsableCommand {
 
         func run() async throws {
             let client = NodeClient(base: node.url)
-            let ownerAddress: String
-            if let owner {
-                ownerAddress = owner
-            } else {
-                let status: StatusView = try await client.get("/v1/status")
-                let key = try KeyFile.load(signer.path())
-                ownerAddress = Address(of: key.publicKey, using: ChainHasher(HashSuiteID(name: status.hashSuite) ?? .sha256)).description
-            }
+            let ownerAddress = try await signer.address(owner, client: client)
             var query: [String] = []
             if proof || out != nil { query.append("proof=true") }
             if let height { query.append("height=\(height)") }
@@ -166,8 +178,7 @@ struct TokenCommand: AsyncParsableCommand {
         func run() async throws {
             let key = try KeyFile.load(signer.path())
             let client = NodeClient(base: node.url)
-            let status: StatusView = try await client.get("/v1/status")
-            let hasher = ChainHasher(HashSuiteID(name: status.hashSuite) ?? .sha256)
+            let hasher = try await client.chain().hasher
             let recipient: Address
             if let hash = Hash(hex: to) {
                 recipient = Address(hash)
@@ -190,14 +201,7 @@ struct TokenCommand: AsyncParsableCommand {
 
         func run() async throws {
             let client = NodeClient(base: node.url)
-            let target: String
-            if let address {
-                target = address
-            } else {
-                let status: StatusView = try await client.get("/v1/status")
-                let key = try KeyFile.load(signer.path())
-                target = Address(of: key.publicKey, using: ChainHasher(HashSuiteID(name: status.hashSuite) ?? .sha256)).description
-            }
+            let target = try await signer.address(address, client: client)
             let account: AccountView = try await client.get("/v1/accounts/\(target)")
             if node.json { return try Output.json(account) }
             print("address \(account.address)")

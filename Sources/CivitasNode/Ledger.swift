@@ -96,7 +96,9 @@ public final class Ledger: Sendable {
         let height = block.header.height
         batch.put(StorePrefix.block.key(height: height), block.canonicalBytes)
         if let certificate { batch.put(StorePrefix.certificate.key(height: height), certificate.canonicalBytes) }
-        batch.put(StorePrefix.blockHash.key(block.header.hash(using: hasher).bytes), StorePrefix.blockHash.key(height: height).dropFirst().map { $0 })
+        var heightBytes = CanonicalWriter(capacity: 8)
+        heightBytes.u64(height)
+        batch.put(StorePrefix.blockHash.key(block.header.hash(using: hasher).bytes), heightBytes.bytes)
         for (index, receipt) in receipts.enumerated() {
             let location = TransactionLocation(height: height, index: UInt32(index))
             var entry = CanonicalWriter(capacity: 12)
@@ -106,8 +108,6 @@ public final class Ledger: Sendable {
             batch.put(Self.receiptKey(location), receipt.canonicalBytes)
         }
         if let genesisHash { batch.put(Self.genesisKey, genesisHash.bytes) }
-        var heightBytes = CanonicalWriter(capacity: 8)
-        heightBytes.u64(height)
         batch.put(Self.heightKey, heightBytes.bytes)
         try store.write(batch, durable: true)
     }
