@@ -70,6 +70,7 @@ let package = Package(
             dependencies: [
                 "CivitasCore", "CivitasCrypto", "CivitasNode",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -97,6 +98,13 @@ let package = Package(
         .testTarget(name: "CivitasStorageTests", dependencies: ["CivitasStorage"]),
         .testTarget(name: "CivitasStateTests", dependencies: ["CivitasState", "CivitasTesting"]),
         .testTarget(name: "CivitasNodeTests", dependencies: ["CivitasNode", "CivitasClient", "CivitasTesting"]),
+        .testTarget(
+            name: "CivitasAPITests",
+            dependencies: [
+                "CivitasAPI", "CivitasClient", "CivitasTesting",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]),
+        .testTarget(name: "CivitasCommandsTests", dependencies: ["CivitasCommands", "CivitasAPI", "CivitasNode"]),
         .testTarget(
             name: "CivitasEndToEndTests", dependencies: ["CivitasClient", "CivitasTesting", "CivitasCommands"]),
     ]

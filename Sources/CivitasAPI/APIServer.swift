@@ -5,6 +5,7 @@ import CivitasNode
 import Foundation
 import Hummingbird
 import Logging
+import NIOCore
 import Prometheus
 import Synchronization
 
@@ -12,19 +13,58 @@ public struct APILimits: Sendable, Codable, Equatable {
     public var requestBytesMax: Int
     public var batchBytesMax: Int
     public var batchTransactionsMax: Int
-    /// Requests per second the node serves before answering 429.
+    /// Requests per second the node serves, all clients together, before answering 429.
     public var requestsPerSecondMax: Int
+    /// Requests per second one client address may make before answering 429, so one
+    /// busy client cannot take the whole budget from the others.
+    public var requestsPerSecondPerClient: Int
     public var waitMillisecondsMax: Int
 
     public init(
         requestBytesMax: Int = 256 * 1024, batchBytesMax: Int = 16 << 20, batchTransactionsMax: Int = 5_000,
-        requestsPerSecondMax: Int = 50_000, waitMillisecondsMax: Int = 30_000
+        requestsPerSecondMax: Int = 50_000, requestsPerSecondPerClient: Int = 20_000, waitMillisecondsMax: Int = 30_000
     ) {
         self.requestBytesMax = requestBytesMax
         self.batchBytesMax = batchBytesMax
         self.batchTransactionsMax = batchTransactionsMax
         self.requestsPerSecondMax = requestsPerSecondMax
+        self.requestsPerSecondPerClient = requestsPerSecondPerClient
         self.waitMillisecondsMax = waitMillisecondsMax
+    }
+}
+
+/// The request context of the API: Hummingbird's core context plus the client's
+/// address, which the rate limiter keys on.
+public struct APIRequestContext: RequestContext, RemoteAddressRequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public let remoteAddress: SocketAddress?
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        remoteAddress = source.channel.remoteAddress
+    }
+}
+
+/// One operation of the API. `path` is written as in `docs/openapi.json`
+/// (`/v1/blocks/{height}`); a test checks the two agree in both directions.
+public struct APIRoute: Sendable {
+    public typealias Handler = @Sendable (Request, APIRequestContext) async throws -> Response
+
+    public let method: HTTPRequest.Method
+    public let path: String
+    let handler: Handler
+
+    init(_ method: HTTPRequest.Method, _ path: String, _ handler: @escaping Handler) {
+        self.method = method
+        self.path = path
+        self.handler = handler
+    }
+
+    /// Hummingbird's spelling of the path: `{name}` becomes `:name`.
+    var routerPath: String {
+        path.split(separator: "/", omittingEmptySubsequences: false).map { part in
+            part.hasPrefix("{") && part.hasSuffix("}") ? ":" + part.dropFirst().dropLast() : String(part)
+        }.joined(separator: "/")
     }
 }
 
@@ -40,57 +80,66 @@ public struct API: Sendable {
         self.metrics = metrics
     }
 
-    public func router() -> Router<BasicRequestContext> {
-        let router = Router()
-        router.add(middleware: RateLimitMiddleware(perSecond: limits.requestsPerSecondMax))
+    public func router() -> Router<APIRequestContext> {
+        let router = Router(context: APIRequestContext.self)
+        router.add(
+            middleware: RateLimitMiddleware(total: limits.requestsPerSecondMax, perClient: limits.requestsPerSecondPerClient))
         router.add(middleware: ErrorShapeMiddleware())
-        let v1 = router.group("v1")
-        v1.post("transactions") { request, _ in try await submit(request) }
-        v1.post("transactions/batch") { request, _ in try await submitBatch(request) }
-        v1.get("transactions/:id") { _, context in try await transaction(context.parameters.require("id")) }
-        v1.get("blocks/latest") { _, _ in try await block(await node.latest) }
-        v1.get("blocks/:height") { _, context in
-            let text = try context.parameters.require("height")
-            guard let height = UInt64(text) else { throw APIError.badRequest("height must be an unsigned integer") }
-            guard let committed = try await nodeCall({ try await node.block(at: height) }) else {
-                throw APIError.notFound("no block at height \(height)")
-            }
-            return try await block(committed)
+        for route in routes {
+            router.on(RouterPath(route.routerPath), method: route.method, use: route.handler)
         }
-        v1.get("blocks/hash/:hash") { _, context in
-            let hash = try parseHash(context.parameters.require("hash"))
-            guard let committed = try await nodeCall({ try await node.block(hash: hash) }) else {
-                throw APIError.notFound("no block \(hash)")
-            }
-            return try await block(committed)
-        }
-        v1.get("state/:key") { request, context in
-            guard let key = [UInt8](hex: try context.parameters.require("key")) else {
-                throw APIError.badRequest("state key must be hex")
-            }
-            return try await value(key, request: request)
-        }
-        v1.get("kv/:owner/:key") { request, context in
-            let owner = Address(try parseHash(context.parameters.require("owner")))
-            let key = try KeyText.decode(context.parameters.require("key"))
-            return try await value(StateKeys.kv(owner: owner, key: key), request: request)
-        }
-        v1.get("accounts/:address") { _, context in
-            let address = Address(try parseHash(context.parameters.require("address")))
-            return try await account(address)
-        }
-        v1.get("status") { _, _ in try JSONResponse.make(StatusView(await node.status())) }
-        v1.get("chain") { _, _ in try JSONResponse.make(node.genesis) }
-        v1.get("events") { _, _ in try await events() }
-        router.get("metrics") { _, _ in
-            var buffer: [UInt8] = []
-            metrics?.emit(into: &buffer)
-            return Response(
-                status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                body: ResponseBody(byteBuffer: ByteBuffer(bytes: buffer)))
-        }
-        router.get("health") { _, _ in try JSONResponse.make(["status": "ok"]) }
         return router
+    }
+
+    public var routes: [APIRoute] {
+        [
+            APIRoute(.post, "/v1/transactions") { request, _ in try await submit(request) },
+            APIRoute(.post, "/v1/transactions/batch") { request, _ in try await submitBatch(request) },
+            APIRoute(.get, "/v1/transactions/{id}") { _, context in
+                try await transaction(context.parameters.require("id"))
+            },
+            APIRoute(.get, "/v1/blocks/latest") { _, _ in try await block(await node.latest) },
+            APIRoute(.get, "/v1/blocks/{height}") { _, context in
+                let text = try context.parameters.require("height")
+                guard let height = UInt64(text) else { throw APIError.badRequest("height must be an unsigned integer") }
+                guard let committed = try await nodeCall({ try await node.block(at: height) }) else {
+                    throw APIError.notFound("no block at height \(height)")
+                }
+                return try await block(committed)
+            },
+            APIRoute(.get, "/v1/blocks/hash/{hash}") { _, context in
+                let hash = try parseHash(context.parameters.require("hash"))
+                guard let committed = try await nodeCall({ try await node.block(hash: hash) }) else {
+                    throw APIError.notFound("no block \(hash)")
+                }
+                return try await block(committed)
+            },
+            APIRoute(.get, "/v1/state/{key}") { request, context in
+                guard let key = [UInt8](hex: try context.parameters.require("key")) else {
+                    throw APIError.badRequest("state key must be hex")
+                }
+                return try await value(key, request: request)
+            },
+            APIRoute(.get, "/v1/kv/{owner}/{key}") { request, context in
+                let owner = Address(try parseHash(context.parameters.require("owner")))
+                let key = try KeyText.decode(context.parameters.require("key"))
+                return try await value(StateKeys.kv(owner: owner, key: key), request: request)
+            },
+            APIRoute(.get, "/v1/accounts/{address}") { _, context in
+                try await account(Address(try parseHash(context.parameters.require("address"))))
+            },
+            APIRoute(.get, "/v1/status") { _, _ in try JSONResponse.make(StatusView(await node.status())) },
+            APIRoute(.get, "/v1/chain") { _, _ in try JSONResponse.make(node.genesis) },
+            APIRoute(.get, "/v1/events") { _, _ in try await events() },
+            APIRoute(.get, "/metrics") { _, _ in
+                var buffer: [UInt8] = []
+                metrics?.emit(into: &buffer)
+                return Response(
+                    status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                    body: ResponseBody(byteBuffer: ByteBuffer(bytes: buffer)))
+            },
+            APIRoute(.get, "/health") { _, _ in try JSONResponse.make(["status": "ok"]) },
+        ]
     }
 
     // MARK: Handlers

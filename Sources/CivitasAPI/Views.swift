@@ -1,7 +1,7 @@
 import CivitasCore
 import CivitasNode
 
-/// The JSON shapes of the API (see `docs/openapi.yaml`). Byte strings are lowercase hex;
+/// The JSON shapes of the API (see `docs/openapi.json`). Byte strings are lowercase hex;
 /// integers that may exceed 2^53 are still JSON numbers, as 64-bit unsigned values.
 public struct EventView: Codable, Sendable, Equatable {
     public var module: String

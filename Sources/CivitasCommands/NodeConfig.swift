@@ -31,23 +31,6 @@ public struct NodeConfig: Codable, Sendable, Equatable {
         self.apiLimits = apiLimits
     }
 
-    enum CodingKeys: String, CodingKey {
-        case genesis, validatorKey, dataDirectory, apiHost, apiPort, logLevel, limits, apiLimits
-    }
-
-    public init(from decoder: any Decoder) throws {
-        let defaults = NodeConfig()
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        genesis = try c.decodeIfPresent(String.self, forKey: .genesis) ?? defaults.genesis
-        validatorKey = try c.decodeIfPresent(String.self, forKey: .validatorKey)
-        dataDirectory = try c.decodeIfPresent(String.self, forKey: .dataDirectory) ?? defaults.dataDirectory
-        apiHost = try c.decodeIfPresent(String.self, forKey: .apiHost) ?? defaults.apiHost
-        apiPort = try c.decodeIfPresent(Int.self, forKey: .apiPort) ?? defaults.apiPort
-        logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel) ?? defaults.logLevel
-        limits = try c.decodeIfPresent(NodeLimits.self, forKey: .limits) ?? defaults.limits
-        apiLimits = try c.decodeIfPresent(APILimits.self, forKey: .apiLimits) ?? defaults.apiLimits
-    }
-
     public static let fileName = "node.json"
 
     /// Reads and checks a node config; every error names the file and the field.
@@ -57,12 +40,51 @@ public struct NodeConfig: Codable, Sendable, Equatable {
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
             throw NodeError(.config, "cannot read \(path): \(error.localizedDescription); run `civitas init` first")
         }
-        let config: NodeConfig
-        do { config = try JSONDecoder().decode(NodeConfig.self, from: data) } catch {
-            throw NodeError(.config, "\(path): \(JSONErrorText.describe(error))")
-        }
+        let config = try decode(data, path: path)
         try config.validate(path: path)
         return config
+    }
+
+    /// A file need only name what it changes: its fields are laid over the defaults, at
+    /// any depth, so configs written by an older version keep loading when fields are
+    /// added. A key the config does not have is refused, so a typo is never ignored.
+    /// `validatorKey` absent or null means the node does not vote.
+    static func decode(_ data: Data, path: String) throws(NodeError) -> NodeConfig {
+        func fail(_ message: String) -> NodeError { NodeError(.config, "\(path): \(message)") }
+        var defaults = NodeConfig()
+        defaults.validatorKey = nil
+        do {
+            guard let file = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+                throw fail("expected a JSON object")
+            }
+            let base = try JSONSerialization.jsonObject(with: JSONEncoder().encode(defaults))
+            let merged = try overlay(file, on: base, at: "", optional: ["validatorKey"])
+            return try JSONDecoder().decode(NodeConfig.self, from: JSONSerialization.data(withJSONObject: merged))
+        } catch let error as NodeError {
+            throw error
+        } catch let error as UnknownField {
+            throw fail(error.message)
+        } catch {
+            throw fail(JSONErrorText.describe(error))
+        }
+    }
+
+    private struct UnknownField: Error { var message: String }
+
+    private static func overlay(_ file: Any, on base: Any, at field: String, optional: Set<String>) throws -> Any {
+        guard let object = file as? [String: Any], var result = base as? [String: Any] else { return file }
+        for (key, value) in object {
+            let name = field.isEmpty ? key : field + "." + key
+            if let existing = result[key] {
+                result[key] = try overlay(value, on: existing, at: name, optional: [])
+            } else if optional.contains(key) {
+                result[key] = value
+            } else {
+                let known = (Array(result.keys) + optional).sorted().joined(separator: ", ")
+                throw UnknownField(message: "unknown field \(name); known here: \(known)")
+            }
+        }
+        return result
     }
 
     public func validate(path: String) throws {
@@ -79,7 +101,8 @@ public struct NodeConfig: Codable, Sendable, Equatable {
             throw fail("limits values must be positive")
         }
         guard apiLimits.requestBytesMax >= 1_024, apiLimits.batchBytesMax >= apiLimits.requestBytesMax,
-            apiLimits.batchTransactionsMax > 0, apiLimits.requestsPerSecondMax > 0, apiLimits.waitMillisecondsMax > 0
+            apiLimits.batchTransactionsMax > 0, apiLimits.requestsPerSecondMax > 0,
+            apiLimits.requestsPerSecondPerClient > 0, apiLimits.waitMillisecondsMax > 0
         else { throw fail("apiLimits values must be positive (requestBytesMax ≥ 1024, batchBytesMax ≥ requestBytesMax)") }
     }
 
