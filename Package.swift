@@ -96,6 +96,11 @@ let package = Package(
         .testTarget(name: "CivitasCoreTests", dependencies: ["CivitasCore", "CivitasTesting"]),
         .testTarget(name: "CivitasCryptoTests", dependencies: ["CivitasCrypto", "CivitasTesting"]),
         .testTarget(name: "CivitasStorageTests", dependencies: ["CivitasStorage"]),
+        .testTarget(
+            name: "CivitasConsensusTests",
+            dependencies: [
+                "CivitasConsensus", "CivitasTesting", .product(name: "HeapModule", package: "swift-collections"),
+            ]),
         .testTarget(name: "CivitasStateTests", dependencies: ["CivitasState", "CivitasTesting"]),
         .testTarget(name: "CivitasNodeTests", dependencies: ["CivitasNode", "CivitasClient", "CivitasTesting"]),
         .testTarget(

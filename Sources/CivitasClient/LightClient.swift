@@ -37,9 +37,9 @@ public struct LightClient: Sendable {
             throw ProofError(.wrongChain, "header is of chain \(header.chainId), genesis is \(genesis.chainId)")
         }
         let blockHash = header.hash(using: hasher)
-        guard certificate.vote.blockHash == blockHash, certificate.vote.height == header.height,
+        guard certificate.vote.commitHash == blockHash, certificate.vote.commitHeight == header.height,
             certificate.vote.chainId == genesis.chainId
-        else { throw ProofError(.certificateMismatch, "certificate is for another block than the header") }
+        else { throw ProofError(.certificateMismatch, "certificate does not commit the header's block") }
         // Validator-set changes arrive with the BFT work; until then every epoch is 0.
         guard header.epoch == validators.epoch else {
             throw ProofError(.unknownEpoch, "header is of epoch \(header.epoch); this genesis defines epoch \(validators.epoch)")

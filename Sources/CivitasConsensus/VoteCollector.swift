@@ -25,9 +25,3 @@ public struct VoteCollector: Sendable {
             vote: vote, signatures: entries.map { QuorumCertificate.Entry(validator: $0.key, signature: $0.value) })
     }
 }
-
-/// Round-robin leader election over the validator set: the leader of `round` is the
-/// validator at `round mod n`. Weighted election is left to the BFT work.
-public func leader(of round: UInt64, in validators: ValidatorSet) -> UInt16 {
-    UInt16(round % UInt64(validators.validators.count))
-}

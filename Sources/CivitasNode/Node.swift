@@ -153,7 +153,6 @@ public actor Node {
         let parent = head.block.header
         let height = parent.height + 1
         let round = height
-        precondition(leader(of: round, in: validators) == validatorIndex, "a single validator leads every round")
         let picked = mempool.reap(
             countMax: Int(genesis.consensus.blockTransactionsMax), gasMax: genesis.consensus.blockGasMax,
             accountNonce: accountNonce)
@@ -171,8 +170,12 @@ public actor Node {
         let blockHash = header.hash(using: hasher)
 
         // Persist before you vote: the safety data is durable before the signature exists.
-        let proposal = VoteData(chainId: genesis.chainId, epoch: validators.epoch, round: round, height: height, blockHash: blockHash)
-        let (vote, persist) = try safety.vote(for: proposal)
+        // A single validator is the whole quorum: its certificate commits the block itself.
+        let proposal = VoteData(
+            chainId: genesis.chainId, epoch: validators.epoch, round: round, height: height, blockHash: blockHash,
+            commitHeight: height, commitHash: blockHash)
+        let vote = proposal
+        let persist = try safety.vote(blockRound: round, certifiedRound: round - 1, timeout: nil)
         try ledger.persistSafety(persist.canonicalBytes)
         var collector = VoteCollector(validators: validators, vote: vote)
         guard let certificate = collector.add(validator: validatorIndex, signature: try validatorKey.sign(vote.signingMessage)) else {

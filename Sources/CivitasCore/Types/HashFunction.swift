@@ -41,6 +41,9 @@ public enum HashDomain: String, Sendable, CaseIterable {
     case listLeaf = "civitas.list.leaf"
     case listNode = "civitas.list.node"
     case genesis = "civitas.genesis"
+    case proposal = "civitas.proposal"
+    case timeout = "civitas.timeout"
+    case batch = "civitas.batch"
 
     public var prefix: [UInt8] { Array(rawValue.utf8) + [0] }
 }

@@ -50,31 +50,70 @@ public struct ValidatorSet: Hashable, Sendable {
 }
 
 /// What a validator signs when it votes for a block.
+///
+/// Besides the block it certifies, a vote names the block that a quorum of such votes
+/// commits (`commitHash`, zero when the vote commits nothing): under the 2-chain rule,
+/// certifying a block whose parent has the previous round commits the parent. A quorum
+/// certificate with a commit is therefore a commit certificate for that block, which is
+/// what light clients check.
 public struct VoteData: Hashable, Sendable {
     public var chainId: String
     public var epoch: UInt64
     public var round: UInt64
     public var height: UInt64
     public var blockHash: Hash
+    public var commitHeight: UInt64
+    public var commitHash: Hash
 
-    public init(chainId: String, epoch: UInt64, round: UInt64, height: UInt64, blockHash: Hash) {
+    public init(
+        chainId: String, epoch: UInt64, round: UInt64, height: UInt64, blockHash: Hash, commitHeight: UInt64 = 0,
+        commitHash: Hash = .zero
+    ) {
         self.chainId = chainId
         self.epoch = epoch
         self.round = round
         self.height = height
         self.blockHash = blockHash
+        self.commitHeight = commitHeight
+        self.commitHash = commitHash
     }
+
+    public var commits: Bool { commitHash != .zero }
 
     /// Domain label `civitas.vote`, a zero byte, then the encoded vote data.
     public var signingMessage: [UInt8] {
         var writer = CanonicalWriter()
         writer.fixed(HashDomain.vote.prefix)
+        encode(to: &writer)
+        return writer.bytes
+    }
+}
+
+extension VoteData: CanonicalCodable {
+    public func encode(to writer: inout CanonicalWriter) {
         writer.string(chainId, max: ProtocolLimits.chainIdBytesMax)
         writer.u64(epoch)
         writer.u64(round)
         writer.u64(height)
         writer.hash(blockHash)
-        return writer.bytes
+        writer.u64(commitHeight)
+        writer.hash(commitHash)
+    }
+
+    public init(from reader: inout CanonicalReader) throws(CodecError) {
+        chainId = try reader.string("chain id", max: ProtocolLimits.chainIdBytesMax)
+        epoch = try reader.u64("epoch")
+        round = try reader.u64("round")
+        height = try reader.u64("height")
+        blockHash = try reader.hash("block hash")
+        commitHeight = try reader.u64("commit height")
+        commitHash = try reader.hash("commit hash")
+        guard commitHash != .zero || commitHeight == 0 else {
+            throw .invalid(field: "vote", reason: "a commit height without a commit hash")
+        }
+        guard commitHash == .zero || commitHeight <= height else {
+            throw .invalid(field: "vote", reason: "commits height \(commitHeight) above the voted height \(height)")
+        }
     }
 }
 
@@ -128,11 +167,7 @@ public struct QuorumCertificate: Hashable, Sendable {
 
 extension QuorumCertificate: CanonicalCodable {
     public func encode(to writer: inout CanonicalWriter) {
-        writer.string(vote.chainId, max: ProtocolLimits.chainIdBytesMax)
-        writer.u64(vote.epoch)
-        writer.u64(vote.round)
-        writer.u64(vote.height)
-        writer.hash(vote.blockHash)
+        writer.encode(vote)
         writer.list(signatures, max: ProtocolLimits.validatorsMax) { writer, entry in
             writer.u16(entry.validator)
             writer.encode(entry.signature)
@@ -140,10 +175,7 @@ extension QuorumCertificate: CanonicalCodable {
     }
 
     public init(from reader: inout CanonicalReader) throws(CodecError) {
-        vote = VoteData(
-            chainId: try reader.string("chain id", max: ProtocolLimits.chainIdBytesMax),
-            epoch: try reader.u64("epoch"), round: try reader.u64("round"), height: try reader.u64("height"),
-            blockHash: try reader.hash("block hash"))
+        vote = try reader.decode(VoteData.self)
         signatures = try reader.list("certificate signatures", max: ProtocolLimits.validatorsMax) {
             (reader: inout CanonicalReader) throws(CodecError) in
             Entry(validator: try reader.u16("validator index"), signature: try reader.decode(Signature.self))

@@ -1,0 +1,441 @@
+import CivitasConsensus
+import CivitasCore
+import CivitasCrypto
+import CivitasTesting
+import Foundation
+import HeapModule
+
+/// Runs the real `Consensus` state machines of N validators against a simulated network
+/// and clock, all driven from one seed. Faults (loss, delay, duplication, partitions,
+/// crashes with and without the disk, clock skew, Byzantine validators, twins) happen
+/// until `faultsUntil`; after it the network is good and every honest node must commit
+/// again within `livenessBound`. Invariants are checked at every commit.
+final class CoreSimulation {
+    enum Byzantine: Equatable {
+        /// Proposes two different valid blocks in its rounds and votes for every block.
+        case equivocator
+        /// Sends nothing at all.
+        case silent
+    }
+
+    struct Settings {
+        var validators = 4
+        var loss = 0.0
+        var duplication = 0.0
+        var delayMilliseconds: ClosedRange<UInt64> = 1...20
+        var partitions = false
+        var crashes = false
+        var wipes = false
+        var clockSkew = false
+        var byzantine: Byzantine?
+        /// Validator 0's key runs on two nodes.
+        var twins = false
+        var faultsUntil: UInt64 = 10_000
+        /// End the run as soon as liveness after the faults is shown.
+        var stopOnceLive = true
+        var livenessBound: UInt64 = 60_000
+        var roundTimeoutMilliseconds: UInt64 = 300
+    }
+
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    final class Instance {
+        let validator: UInt16
+        var core: Consensus
+        var safety: SafetyData
+        var committed: [BlockInfo] = []
+        var rootCertificate: QuorumCertificate
+        var up = true
+        var incarnation = 0
+        var skew: Double = 1
+        var byzantine: Byzantine?
+
+        init(validator: UInt16, core: Consensus, safety: SafetyData, rootCertificate: QuorumCertificate) {
+            self.validator = validator
+            self.core = core
+            self.safety = safety
+            self.rootCertificate = rootCertificate
+        }
+
+        var committedHeight: UInt64 { committed.last?.height ?? 0 }
+    }
+
+    enum Payload {
+        case message(ConsensusMessage, from: UInt16)
+        case timer(round: UInt64)
+        case validated(Hash, Bool)
+        case certified(BlockInfo, QuorumCertificate)
+        case crash
+        case restart(wipe: Bool)
+    }
+
+    struct Scheduled: Comparable {
+        var time: UInt64
+        var sequence: UInt64
+        var instance: Int
+        var incarnation: Int
+        var payload: Payload
+
+        static func < (a: Self, b: Self) -> Bool { (a.time, a.sequence) < (b.time, b.sequence) }
+        static func == (a: Self, b: Self) -> Bool { a.time == b.time && a.sequence == b.sequence }
+    }
+
+    let seed: UInt64
+    let settings: Settings
+    let chainId = "sim"
+    let hasher = ChainHasher(.sha256)
+    let verifier = SharedVerifier()
+    var random: SeededRandom
+    var now: UInt64 = 0
+    var sequence: UInt64 = 0
+    var queue = Heap<Scheduled>()
+    var keys: [PrivateKey] = []
+    var validators: ValidatorSet
+    var instances: [Instance] = []
+    let genesis: BlockInfo
+    var headers: [Hash: BlockHeader] = [:]
+    var certificates: [Hash: QuorumCertificate] = [:]
+    var canonical: [UInt64: Hash] = [:]
+    /// Intervals in which messages between `side` and the rest are lost (only those
+    /// leaving `side` when `oneWay`).
+    var partitions: [(start: UInt64, end: UInt64, side: Set<Int>, oneWay: Bool)] = []
+    var lastProgress: [Int: UInt64] = [:]
+    var steps = 0
+
+    init(seed: UInt64, settings: Settings) throws {
+        self.seed = seed
+        self.settings = settings
+        random = SeededRandom(seed: seed)
+        for index in 0..<settings.validators {
+            keys.append(try PrivateKey(scheme: .ed25519, rawRepresentation: [UInt8](repeating: UInt8(index + 1), count: 32)))
+        }
+        validators = try ValidatorSet(
+            epoch: 0, validators: keys.enumerated().map { Validator(organisation: "org\($0.offset)", publicKey: $0.element.publicKey, power: 1) })
+        genesis = BlockInfo(hash: ChainHasher(.sha256).hash(Array("genesis \(seed)".utf8)), height: 0, round: 0, parent: .zero, transactionCount: 0)
+        headers[genesis.hash] = BlockHeader(
+            chainId: chainId, epoch: 0, height: 0, round: 0, parent: .zero, proposer: 0, timestampMilliseconds: 0,
+            transactionCount: 0, transactionsRoot: .zero, receiptsRoot: .zero, stateRoot: .zero)
+        var placements = (0..<settings.validators).map { UInt16($0) }
+        if settings.twins { placements.append(0) }
+        for (index, validator) in placements.enumerated() {
+            let instance = makeInstance(validator: validator, safety: SafetyData(epoch: 0), root: genesis, certificate: nil)
+            if let byzantine = settings.byzantine, validator == UInt16(settings.validators - 1) { instance.byzantine = byzantine }
+            if settings.clockSkew { instance.skew = 0.5 + Double(random.next() % 100) / 100 }
+            instances.append(instance)
+            lastProgress[index] = 0
+        }
+    }
+
+    func makeInstance(validator: UInt16, safety: SafetyData, root: BlockInfo, certificate: QuorumCertificate?) -> Instance {
+        let config = ConsensusConfig(chainId: chainId, validators: validators, roundTimeoutMilliseconds: settings.roundTimeoutMilliseconds)
+        let rootCertificate = certificate ?? Consensus.rootCertificate(chainId: chainId, epoch: 0, root: root)
+        let core = Consensus(
+            config: config, hasher: hasher, key: keys[Int(validator)], verifier: verifier, safety: safety, root: root,
+            rootCertificate: rootCertificate)
+        return Instance(validator: validator, core: core, safety: safety, rootCertificate: rootCertificate)
+    }
+
+    func fail(_ message: String) -> Failure {
+        Failure(description: "seed \(seed) at \(now) ms: \(message)")
+    }
+
+    // MARK: Running
+
+    /// Runs until `until` simulated milliseconds, then checks liveness.
+    func run(until end: UInt64? = nil) throws {
+        let end = end ?? settings.faultsUntil + settings.livenessBound
+        for index in instances.indices { try perform(index, instances[index].core.start()) }
+        for index in instances.indices { try perform(index, instances[index].core.handle(.pendingWork(true))) }
+        scheduleFaults(until: settings.faultsUntil)
+        while let next = queue.popMin(), next.time <= end {
+            now = next.time
+            if settings.stopOnceLive && now > settings.faultsUntil && everyHonestNodeProgressed { break }
+            steps += 1
+            guard steps < 5_000_000 else { throw fail("step bound reached") }
+            let instance = instances[next.instance]
+            switch next.payload {
+            case .crash:
+                instance.up = false
+                instance.incarnation += 1
+                continue
+            case .restart(let wipe):
+                restart(next.instance, wipe: wipe)
+                continue
+            default:
+                break
+            }
+            guard instance.up, next.incarnation == instance.incarnation else { continue }
+            let actions: [ConsensusAction]
+            switch next.payload {
+            case .message(let message, let from):
+                if instance.byzantine == .equivocator, case .proposal(let proposal) = message { voteBlindly(next.instance, proposal) }
+                actions = instance.core.handle(.message(message, from: from))
+            case .timer(let round):
+                actions = instance.core.handle(.timerFired(round: round))
+            case .validated(let hash, let valid):
+                actions = instance.core.handle(.validated(blockHash: hash, valid: valid))
+            case .certified(let block, let certificate):
+                actions = instance.core.handle(.certifiedBlock(block, certificate: certificate))
+            case .crash, .restart:
+                continue
+            }
+            try perform(next.instance, actions)
+        }
+        try checkLiveness()
+    }
+
+    /// Liveness is shown once every honest node that is up has committed after the faults stopped.
+    var everyHonestNodeProgressed: Bool {
+        instances.indices.allSatisfy { index in
+            instances[index].byzantine != nil || !instances[index].up || (lastProgress[index] ?? 0) > settings.faultsUntil
+        }
+    }
+
+    func checkLiveness() throws {
+        for (index, instance) in instances.enumerated() where instance.byzantine == nil && instance.up {
+            let last = lastProgress[index] ?? 0
+            let since = max(settings.faultsUntil, last)
+            if last <= settings.faultsUntil {
+                throw fail(
+                    "node \(index) (validator \(instance.validator)) committed nothing after faults stopped at \(settings.faultsUntil) (last commit at \(since), height \(instance.committedHeight), round \(instance.core.round))")
+            }
+        }
+    }
+
+    func schedule(_ instance: Int, after delay: UInt64, _ payload: Payload) {
+        sequence += 1
+        let skewed = UInt64(Double(delay) * instances[instance].skew)
+        queue.insert(Scheduled(time: now + max(skewed, 0), sequence: sequence, instance: instance, incarnation: instances[instance].incarnation, payload: payload))
+    }
+
+    var faultsActive: Bool { now < settings.faultsUntil }
+
+    func deliver(_ message: ConsensusMessage, from sender: Int, to target: Int) {
+        guard instances[sender].byzantine != .silent else { return }
+        if faultsActive {
+            for cut in partitions where cut.start <= now && now < cut.end {
+                let leaving = cut.side.contains(sender) && !cut.side.contains(target)
+                let entering = !cut.side.contains(sender) && cut.side.contains(target)
+                if leaving || (entering && !cut.oneWay) { return }
+            }
+            if random.chance(settings.loss) { return }
+        }
+        let range = settings.delayMilliseconds
+        let delay = range.lowerBound + random.next() % (range.upperBound - range.lowerBound + 1)
+        sequence += 1
+        queue.insert(
+            Scheduled(
+                time: now + delay, sequence: sequence, instance: target, incarnation: instances[target].incarnation,
+                payload: .message(message, from: instances[sender].validator)))
+        if faultsActive, random.chance(settings.duplication) {
+            sequence += 1
+            queue.insert(
+                Scheduled(
+                    time: now + delay + random.next() % 50, sequence: sequence, instance: target,
+                    incarnation: instances[target].incarnation, payload: .message(message, from: instances[sender].validator)))
+        }
+    }
+
+    func targets(of validator: UInt16) -> [Int] {
+        instances.indices.filter { instances[$0].validator == validator }
+    }
+
+    // MARK: Actions
+
+    let trace = ProcessInfo.processInfo.environment["CIVITAS_TRACE"] != nil
+
+    func perform(_ index: Int, _ actions: [ConsensusAction]) throws {
+        let instance = instances[index]
+        for action in actions {
+            if trace { print("\(now) n\(index) r\(instance.core.round): \(String(describing: action).prefix(160))") }
+            switch action {
+            case .persist(let data):
+                guard data.highestVotedRound >= instance.safety.highestVotedRound else {
+                    throw fail("node \(index) persisted a lower voted round \(data.highestVotedRound) < \(instance.safety.highestVotedRound)")
+                }
+                instance.safety = data
+            case .broadcast(let message):
+                record(message)
+                for target in instances.indices where target != index { deliver(message, from: index, to: target) }
+            case .send(let message, let validator):
+                record(message)
+                for target in targets(of: validator) where target != index { deliver(message, from: index, to: target) }
+            case .validate(let proposal):
+                let valid = proposal.header.stateRoot == expectedRoot(proposal.header)
+                schedule(index, after: 1, .validated(proposal.header.hash(using: hasher), valid))
+            case .propose(let request):
+                propose(index, request)
+            case .commit(let blocks, let certificate):
+                try commit(index, blocks, certificate)
+            case .scheduleTimeout(let round, let milliseconds):
+                schedule(index, after: milliseconds, .timer(round: round))
+            case .fetch(let certificate, _):
+                fetch(index, certificate)
+            case .refused(let error):
+                if error.code == .unsafe && instance.byzantine == nil && !settings.twins && !settings.wipes {
+                    // Honest nodes only hit a safety refusal on their own, explained paths;
+                    // keep them visible when debugging a seed.
+                    _ = error
+                }
+            }
+        }
+    }
+
+    func record(_ message: ConsensusMessage) {
+        switch message {
+        case .proposal(let proposal):
+            certificates[proposal.justify.vote.blockHash] = proposal.justify
+        case .timeout(let timeout):
+            certificates[timeout.highestCertificate.vote.blockHash] = timeout.highestCertificate
+        case .vote:
+            break
+        }
+    }
+
+    /// The sim's stand-in for execution: a block's state root is a hash of its parent's
+    /// root and its own contents, so a block built on the wrong state fails validation.
+    func expectedRoot(_ header: BlockHeader) -> Hash? {
+        guard let parent = headers[header.parent] else { return nil }
+        var bytes = parent.stateRoot.bytes
+        var writer = CanonicalWriter()
+        writer.u64(header.height)
+        writer.u32(header.transactionCount)
+        bytes += writer.bytes
+        return hasher.hash(bytes)
+    }
+
+    func propose(_ index: Int, _ request: ProposalRequest) {
+        let instance = instances[index]
+        let variants = instance.byzantine == .equivocator ? 2 : 1
+        var proposals: [Proposal] = []
+        for variant in 0..<variants {
+            var header = BlockHeader(
+                chainId: chainId, epoch: 0, height: request.parent.height + 1, round: request.round, parent: request.parent.hash,
+                proposer: instance.validator, timestampMilliseconds: now, transactionCount: UInt32(1 + variant + Int(random.next() % 3)),
+                transactionsRoot: .zero, receiptsRoot: .zero, stateRoot: .zero)
+            header.stateRoot = expectedRoot(header) ?? .zero
+            let hash = header.hash(using: hasher)
+            headers[hash] = header
+            let signature = try! keys[Int(instance.validator)].sign(Proposal.signingMessage(blockHash: hash))
+            proposals.append(Proposal(header: header, batches: [], justify: request.justify, timeout: request.timeout, signature: signature))
+        }
+        for proposal in proposals { record(.proposal(proposal)) }
+        if proposals.count == 1 {
+            for target in instances.indices where target != index { deliver(.proposal(proposals[0]), from: index, to: target) }
+        } else {
+            for target in instances.indices where target != index {
+                deliver(.proposal(proposals[target % 2]), from: index, to: target)
+            }
+        }
+        schedule(index, after: 0, .message(.proposal(proposals[0]), from: instance.validator))
+    }
+
+    /// An equivocator signs a vote for every proposal it sees, ignoring the safety rules.
+    func voteBlindly(_ index: Int, _ proposal: Proposal) {
+        let instance = instances[index]
+        let header = proposal.header
+        guard let parent = headers[header.parent] else { return }
+        let hash = header.hash(using: hasher)
+        let commits = parent.round + 1 == header.round
+        let data = VoteData(
+            chainId: chainId, epoch: 0, round: header.round, height: header.height, blockHash: hash,
+            commitHeight: commits ? parent.height : 0, commitHash: commits ? header.parent : .zero)
+        let vote = Vote(data: data, validator: instance.validator, signature: try! keys[Int(instance.validator)].sign(data.signingMessage))
+        let leader = UInt16(Int(header.round + 1) % settings.validators)
+        for target in targets(of: leader) where target != index { deliver(.vote(vote), from: index, to: target) }
+    }
+
+    func fetch(_ index: Int, _ certificate: QuorumCertificate) {
+        let instance = instances[index]
+        var chain: [(BlockInfo, QuorumCertificate)] = []
+        var cursor = certificate.vote.blockHash
+        var cursorCertificate: QuorumCertificate? = certificate
+        while let header = headers[cursor], header.height > instance.core.root.height, let qc = cursorCertificate {
+            chain.append((BlockInfo(header: header, hash: cursor), qc))
+            cursorCertificate = certificates[header.parent]
+            cursor = header.parent
+        }
+        let delay = settings.delayMilliseconds.upperBound * 2
+        for (block, qc) in chain.reversed() { schedule(index, after: delay, .certified(block, qc)) }
+    }
+
+    func commit(_ index: Int, _ blocks: [BlockInfo], _ certificate: QuorumCertificate) throws {
+        let instance = instances[index]
+        guard certificate.vote.commitHash == blocks.last?.hash else { throw fail("commit certificate names another block") }
+        for block in blocks {
+            if let previous = instance.committed.last {
+                guard block.height == previous.height + 1, block.parent == previous.hash else {
+                    throw fail("node \(index) committed height \(block.height) after \(previous.height) without linking")
+                }
+            } else if instance.committed.isEmpty && block.parent != genesis.hash && block.height == 1 {
+                throw fail("node \(index) committed a first block that does not extend genesis")
+            }
+            if let existing = canonical[block.height], existing != block.hash {
+                throw fail("SAFETY: node \(index) committed \(block.hash) at height \(block.height), another node committed \(existing)")
+            }
+            canonical[block.height] = block.hash
+            instance.committed.append(block)
+        }
+        instance.rootCertificate = certificate
+        lastProgress[index] = now
+    }
+
+    // MARK: Faults
+
+    func scheduleFaults(until end: UInt64) {
+        var time: UInt64 = 500
+        while time < end {
+            let choice = random.next() % 4
+            if choice == 0, settings.partitions {
+                let cut = 1 + Int(random.next() % UInt64(instances.count - 1))
+                let shuffled = Array(instances.indices).shuffled(using: &random)
+                let heal = min(time + 1_000 + random.next() % 3_000, end)
+                partitions.append((time, heal, Set(shuffled.prefix(cut)), random.next() % 3 == 0))
+            } else if choice == 1, settings.crashes || settings.wipes {
+                let victim = Int(random.next() % UInt64(instances.count))
+                let wipe = settings.wipes && random.next() % 2 == 0
+                sequence += 1
+                queue.insert(Scheduled(time: time, sequence: sequence, instance: victim, incarnation: -1, payload: .crash))
+                sequence += 1
+                let back = min(time + 500 + random.next() % 3_000, end)
+                queue.insert(Scheduled(time: back, sequence: sequence, instance: victim, incarnation: -1, payload: .restart(wipe: wipe)))
+            }
+            time += 1_000 + random.next() % 2_000
+        }
+    }
+
+    func restart(_ index: Int, wipe: Bool) {
+        let old = instances[index]
+        guard !old.up else { return }
+        let root: BlockInfo
+        let safety: SafetyData
+        var certificate: QuorumCertificate?
+        if wipe {
+            // A node that lost its disk abstains until it is past every round it may
+            // have voted in: the rounds the network had reached when it came back.
+            let reached = instances.map(\.core.round).max() ?? 0
+            safety = SafetyData(epoch: 0, abstainThroughRound: reached)
+            root = genesis
+            old.committed = []
+        } else {
+            safety = old.safety
+            root = old.committed.last ?? genesis
+            certificate = old.committed.isEmpty ? nil : old.rootCertificate
+        }
+        let fresh = makeInstance(validator: old.validator, safety: safety, root: root, certificate: certificate)
+        old.core = fresh.core
+        old.safety = safety
+        old.up = true
+        old.incarnation += 1
+        var actions = old.core.start()
+        actions += old.core.handle(.pendingWork(true))
+        try? perform(index, actions)
+        // A restarted node learns the current certificate from its peers' messages; the
+        // sim hands it the highest one known, as catch-up would.
+        if let best = certificates.values.max(by: { $0.vote.round < $1.vote.round }) {
+            fetch(index, best)
+        }
+    }
+}
