@@ -48,6 +48,15 @@ let package = Package(
         .target(
             name: "CivitasConsensus", dependencies: ["CivitasCore", "CivitasCrypto"], swiftSettings: strict),
         .target(name: "CivitasVM", dependencies: ["CivitasCore"], swiftSettings: strict),
+        .target(
+            name: "CivitasNetwork",
+            dependencies: [
+                "CivitasCore", "CivitasCrypto",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
         // L3
         .target(
             name: "CivitasModules",
@@ -101,6 +110,9 @@ let package = Package(
             dependencies: [
                 "CivitasConsensus", "CivitasTesting", .product(name: "HeapModule", package: "swift-collections"),
             ]),
+        .testTarget(
+            name: "CivitasNetworkTests",
+            dependencies: ["CivitasNetwork", .product(name: "NIOEmbedded", package: "swift-nio")]),
         .testTarget(name: "CivitasStateTests", dependencies: ["CivitasState", "CivitasTesting"]),
         .testTarget(name: "CivitasNodeTests", dependencies: ["CivitasNode", "CivitasClient", "CivitasTesting"]),
         .testTarget(
