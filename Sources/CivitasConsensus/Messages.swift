@@ -1,11 +1,12 @@
 import CivitasCore
 
-/// A leader's block for its round: the header (which commits to the transactions, their
-/// receipts and the state after them), the digests of the batches that hold its
-/// transactions in order, and the certificate that justifies the round.
+/// A leader's block for its round (the header commits to the transactions, their
+/// receipts and the state after them) and the certificate that justifies the round.
+///
+/// The block carries its transactions (ADR 0003): validators have usually verified them
+/// already from gossip, and verify only the ones they have not seen.
 public struct Proposal: Hashable, Sendable {
-    public var header: BlockHeader
-    public var batches: [Hash]
+    public var block: Block
     /// Certifies `header.parent`.
     public var justify: QuorumCertificate
     /// Present when the previous round ended by timeout rather than by `justify`.
@@ -13,13 +14,14 @@ public struct Proposal: Hashable, Sendable {
     /// The proposer's signature over `"civitas.proposal" 0x00 ‖ blockHash`.
     public var signature: Signature
 
-    public init(header: BlockHeader, batches: [Hash], justify: QuorumCertificate, timeout: TimeoutCertificate?, signature: Signature) {
-        self.header = header
-        self.batches = batches
+    public init(block: Block, justify: QuorumCertificate, timeout: TimeoutCertificate?, signature: Signature) {
+        self.block = block
         self.justify = justify
         self.timeout = timeout
         self.signature = signature
     }
+
+    public var header: BlockHeader { block.header }
 
     public static func signingMessage(blockHash: Hash) -> [UInt8] {
         HashDomain.proposal.prefix + blockHash.bytes
@@ -141,18 +143,14 @@ extension CanonicalReader {
 
 extension Proposal: CanonicalCodable {
     public func encode(to writer: inout CanonicalWriter) {
-        writer.encode(header)
-        writer.list(batches, max: ProtocolLimits.blockBatchesMax) { $0.hash($1) }
+        writer.encode(block)
         writer.encode(justify)
         writer.optional(timeout)
         writer.encode(signature)
     }
 
     public init(from reader: inout CanonicalReader) throws(CodecError) {
-        header = try reader.decode(BlockHeader.self)
-        batches = try reader.list("batch digests", max: ProtocolLimits.blockBatchesMax) {
-            (reader: inout CanonicalReader) throws(CodecError) in try reader.hash("batch digest")
-        }
+        block = try reader.decode(Block.self)
         justify = try reader.decode(QuorumCertificate.self)
         timeout = try reader.optional("timeout", TimeoutCertificate.self)
         signature = try reader.decode(Signature.self)

@@ -86,7 +86,7 @@ import Testing
             transactionCount: transactions, transactionsRoot: .zero, receiptsRoot: .zero, stateRoot: .zero)
         let hash = header.hash(using: hasher)
         return Proposal(
-            header: header, batches: [], justify: Consensus.rootCertificate(chainId: "c", epoch: 0, root: root), timeout: nil,
+            block: Block(header: header, transactions: []), justify: Consensus.rootCertificate(chainId: "c", epoch: 0, root: root), timeout: nil,
             signature: try keys[signer ?? proposer].sign(Proposal.signingMessage(blockHash: hash)))
     }
 
@@ -127,7 +127,7 @@ import Testing
         #expect(refusals(follower.handle(.message(.proposal(try proposal(signer: 3)), from: 1))) == [.badSignature])
         // Another chain.
         var foreign = try proposal()
-        foreign.header.chainId = "other"
+        foreign.block.header.chainId = "other"
         #expect(refusals(follower.handle(.message(.proposal(foreign), from: 1))) == [.wrongChain])
         // A round that its certificate does not justify.
         #expect(refusals(follower.handle(.message(.proposal(try proposal(round: 5, proposer: 1)), from: 1))) == [.malformed])
@@ -193,7 +193,7 @@ import Testing
     }
 
     @Test func messagesRoundTripAndDecodeStrictly() throws {
-        let proposal = try proposal()
+        let proposal = try proposal(transactions: 0)
         let vote = Vote(data: VoteData(chainId: "c", epoch: 0, round: 1, height: 1, blockHash: .zero), validator: 2, signature: proposal.signature)
         let timeoutCertificate = TimeoutCertificate(
             epoch: 0, round: 3, entries: [.init(validator: 1, certifiedRound: 2, signature: proposal.signature)],

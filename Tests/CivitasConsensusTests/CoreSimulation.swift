@@ -319,7 +319,7 @@ final class CoreSimulation {
             let hash = header.hash(using: hasher)
             headers[hash] = header
             let signature = try! keys[Int(instance.validator)].sign(Proposal.signingMessage(blockHash: hash))
-            proposals.append(Proposal(header: header, batches: [], justify: request.justify, timeout: request.timeout, signature: signature))
+            proposals.append(Proposal(block: Block(header: header, transactions: []), justify: request.justify, timeout: request.timeout, signature: signature))
         }
         for proposal in proposals { record(.proposal(proposal)) }
         if proposals.count == 1 {

@@ -7,8 +7,7 @@ public enum ProtocolLimits {
     public static let callArgumentsBytesMax = 64 * 1024
     public static let transactionBytesMax = 128 * 1024
     public static let blockTransactionsMax = 10_000
-    public static let blockBatchesMax = 1_024
-    public static let batchTransactionsMax = 2_048
+    public static let gossipTransactionsMax = 2_048
     public static let eventsPerReceiptMax = 64
     public static let eventNameBytesMax = 64
     public static let eventAttributesMax = 16
