@@ -109,6 +109,9 @@ public enum ConsensusEvent: Sendable {
     case pendingWork(Bool)
     /// A block obtained by catch-up, executed, and certified by `certificate`.
     case certifiedBlock(BlockInfo, certificate: QuorumCertificate)
+    /// The node committed blocks obtained by catch-up up to `root`, which
+    /// `certificate` commits.
+    case caughtUp(root: BlockInfo, certificate: QuorumCertificate)
 }
 
 /// The consensus of one node as a pure state machine: Jolteon (Gelashvili et al.,
@@ -219,6 +222,18 @@ public struct Consensus: Sendable {
             // Rounds passed while catching up are history: propose only in live ones.
             catchingUp = true
             insert(block, &actions)
+            process(certificate: certificate, timeout: nil, &actions)
+            catchingUp = false
+        case .caughtUp(let newRoot, let certificate):
+            guard check(certificate, &actions) else { break }
+            guard certificate.vote.commitHash == newRoot.hash, certificate.vote.commitHeight == newRoot.height,
+                newRoot.height > root.height
+            else { break }
+            root = newRoot
+            rootCertificate = certificate
+            waitingCommit = nil
+            prune()
+            catchingUp = true
             process(certificate: certificate, timeout: nil, &actions)
             catchingUp = false
         }

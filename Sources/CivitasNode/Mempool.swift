@@ -22,13 +22,26 @@ public struct MempoolLimits: Sendable, Codable, Equatable {
 public struct Mempool: Sendable {
     public let limits: MempoolLimits
     private var senders: OrderedDictionary<Address, [UInt64: VerifiedTransaction]> = [:]
-    private var ids: Set<Hash> = []
+    private var ids: [Hash: Slot] = [:]
     public private(set) var byteCount = 0
+
+    struct Slot: Sendable {
+        var sender: Address
+        var nonce: UInt64
+    }
 
     public init(limits: MempoolLimits) { self.limits = limits }
 
     public var count: Int { ids.count }
-    public func contains(_ id: Hash) -> Bool { ids.contains(id) }
+    public var isEmpty: Bool { ids.isEmpty }
+    public func contains(_ id: Hash) -> Bool { ids[id] != nil }
+
+    /// The verified transaction with this id, if pending: a block that carries it needs
+    /// no second signature check.
+    public func transaction(_ id: Hash) -> VerifiedTransaction? {
+        guard let slot = ids[id] else { return nil }
+        return senders[slot.sender]?[slot.nonce]
+    }
 
     /// Admits `transaction` from `sender` whose committed account nonce is `accountNonce`.
     /// Chain-level checks (chain id, scheme, membership, expiry, gas) are the caller's.
@@ -36,7 +49,7 @@ public struct Mempool: Sendable {
         _ transaction: VerifiedTransaction, sender: Address, accountNonce: UInt64
     ) throws(TransactionError) {
         let nonce = transaction.body.nonce
-        guard !ids.contains(transaction.id) else { throw TransactionError(.duplicate, "transaction \(transaction.id) is already pending") }
+        guard ids[transaction.id] == nil else { throw TransactionError(.duplicate, "transaction \(transaction.id) is already pending") }
         guard nonce >= accountNonce else {
             throw TransactionError(.nonceTooLow, "nonce \(nonce) is already used; the account's next nonce is \(accountNonce)")
         }
@@ -55,7 +68,7 @@ public struct Mempool: Sendable {
         }
         queue[nonce] = transaction
         senders[sender] = queue
-        ids.insert(transaction.id)
+        ids[transaction.id] = Slot(sender: sender, nonce: nonce)
         byteCount += transaction.encodedSize
     }
 
@@ -105,7 +118,7 @@ public struct Mempool: Sendable {
     }
 
     private mutating func remove(_ transaction: VerifiedTransaction) {
-        ids.remove(transaction.id)
+        ids[transaction.id] = nil
         byteCount -= transaction.encodedSize
     }
 }

@@ -1,0 +1,124 @@
+import CivitasConsensus
+import CivitasCore
+
+/// Asks a peer for the blocks this node lacks: committed blocks above `committedHeight`,
+/// then the certified blocks above the peer's committed tip.
+public struct SyncRequest: Hashable, Sendable {
+    public var committedHeight: UInt64
+    public var blocksMax: UInt32
+
+    public init(committedHeight: UInt64, blocksMax: UInt32) {
+        self.committedHeight = committedHeight
+        self.blocksMax = blocksMax
+    }
+}
+
+/// Committed blocks (consecutive, the first above the requester's tip) with the
+/// certificate that commits the last of them, then certified blocks above those, each
+/// with its certificate. Everything is checked on arrival; nothing is trusted.
+public struct SyncResponse: Hashable, Sendable {
+    public struct Certified: Hashable, Sendable {
+        public var block: Block
+        public var certificate: QuorumCertificate
+    }
+
+    public var committed: [Block]
+    public var commitCertificate: QuorumCertificate?
+    public var certified: [Certified]
+
+    public init(committed: [Block], commitCertificate: QuorumCertificate?, certified: [Certified]) {
+        self.committed = committed
+        self.commitCertificate = commitCertificate
+        self.certified = certified
+    }
+
+    public static let blocksMax: UInt32 = 256
+}
+
+/// What validators send each other (docs/protocol.md, "Peer frames").
+public enum PeerMessage: Hashable, Sendable {
+    case consensus(ConsensusMessage)
+    /// Gossip of client transactions; the receiver verifies each once and admits it.
+    case transactions([SignedTransaction])
+    case syncRequest(SyncRequest)
+    case syncResponse(SyncResponse)
+}
+
+extension SyncRequest: CanonicalCodable {
+    public func encode(to writer: inout CanonicalWriter) {
+        writer.u64(committedHeight)
+        writer.u32(blocksMax)
+    }
+
+    public init(from reader: inout CanonicalReader) throws(CodecError) {
+        committedHeight = try reader.u64("committed height")
+        blocksMax = try reader.u32("blocks max")
+    }
+}
+
+extension SyncResponse: CanonicalCodable {
+    public func encode(to writer: inout CanonicalWriter) {
+        writer.list(committed, max: Int(Self.blocksMax)) { $0.encode($1) }
+        if let commitCertificate {
+            writer.u8(1)
+            writer.encode(commitCertificate)
+        } else {
+            writer.u8(0)
+        }
+        writer.list(certified, max: Int(Self.blocksMax)) { writer, entry in
+            writer.encode(entry.block)
+            writer.encode(entry.certificate)
+        }
+    }
+
+    public init(from reader: inout CanonicalReader) throws(CodecError) {
+        committed = try reader.list("committed blocks", max: Int(Self.blocksMax)) {
+            (reader: inout CanonicalReader) throws(CodecError) in try reader.decode(Block.self)
+        }
+        switch try reader.u8("commit certificate present") {
+        case 0: commitCertificate = nil
+        case 1: commitCertificate = try reader.decode(QuorumCertificate.self)
+        case let tag: throw .unknownTag(field: "commit certificate present", tag: tag)
+        }
+        certified = try reader.list("certified blocks", max: Int(Self.blocksMax)) {
+            (reader: inout CanonicalReader) throws(CodecError) in
+            Certified(block: try reader.decode(Block.self), certificate: try reader.decode(QuorumCertificate.self))
+        }
+        guard commitCertificate != nil || committed.isEmpty else {
+            throw .invalid(field: "sync response", reason: "committed blocks without a commit certificate")
+        }
+    }
+}
+
+extension PeerMessage: CanonicalCodable {
+    public func encode(to writer: inout CanonicalWriter) {
+        switch self {
+        case .consensus(let message):
+            writer.u8(1)
+            writer.encode(message)
+        case .transactions(let transactions):
+            writer.u8(2)
+            writer.list(transactions, max: ProtocolLimits.gossipTransactionsMax) { $0.encode($1) }
+        case .syncRequest(let request):
+            writer.u8(3)
+            writer.encode(request)
+        case .syncResponse(let response):
+            writer.u8(4)
+            writer.encode(response)
+        }
+    }
+
+    public init(from reader: inout CanonicalReader) throws(CodecError) {
+        switch try reader.u8("peer message kind") {
+        case 1: self = .consensus(try reader.decode(ConsensusMessage.self))
+        case 2:
+            self = .transactions(
+                try reader.list("gossiped transactions", max: ProtocolLimits.gossipTransactionsMax) {
+                    (reader: inout CanonicalReader) throws(CodecError) in try reader.decode(SignedTransaction.self)
+                })
+        case 3: self = .syncRequest(try reader.decode(SyncRequest.self))
+        case 4: self = .syncResponse(try reader.decode(SyncResponse.self))
+        case let tag: throw .unknownTag(field: "peer message kind", tag: tag)
+        }
+    }
+}

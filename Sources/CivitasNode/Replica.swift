@@ -1,0 +1,534 @@
+import CivitasConsensus
+import CivitasCore
+import CivitasCrypto
+import CivitasModules
+import CivitasState
+import CivitasStorage
+import CivitasVM
+import Logging
+
+/// When the replica wants to be called back.
+public enum ReplicaTimer: Hashable, Sendable {
+    case round(UInt64)
+    case propose
+    case gossip
+    case sync
+}
+
+/// What the replica asks of its environment. The production node sends these over the
+/// network and its clock; the simulator delivers them itself.
+public enum ReplicaEffect: Sendable {
+    case send(PeerMessage, to: UInt16)
+    case broadcast(PeerMessage)
+    case timer(ReplicaTimer, afterMilliseconds: UInt64)
+    /// A block is durable; waiters and subscribers may learn of it.
+    case committed(CommitNotice)
+}
+
+/// A committed block with what its transactions did.
+public struct CommitNotice: Sendable {
+    public var block: Block
+    public var hash: Hash
+    public var transactionIds: [Hash]
+    public var receipts: [Receipt]
+}
+
+/// A block executed on its parent's (possibly uncommitted) state, not yet committed.
+struct ExecutedBlock {
+    var block: Block
+    var hash: Hash
+    var transactionIds: [Hash]
+    var receipts: [Receipt]
+    /// Tree nodes and flat-index writes: what committing the block adds to the store.
+    var batch: WriteBatch
+}
+
+public struct ReplicaSettings: Sendable, Equatable {
+    public var roundTimeoutMilliseconds: UInt64
+    public var roundTimeoutMaxMilliseconds: UInt64
+    /// How long transactions collect before they are gossiped together.
+    public var gossipMilliseconds: UInt64
+    /// How long a catch-up request may go unanswered before it is sent again.
+    public var syncRetryMilliseconds: UInt64
+
+    public init(
+        roundTimeoutMilliseconds: UInt64 = 1_000, roundTimeoutMaxMilliseconds: UInt64 = 30_000, gossipMilliseconds: UInt64 = 5,
+        syncRetryMilliseconds: UInt64 = 1_000
+    ) {
+        self.roundTimeoutMilliseconds = roundTimeoutMilliseconds
+        self.roundTimeoutMaxMilliseconds = roundTimeoutMaxMilliseconds
+        self.gossipMilliseconds = gossipMilliseconds
+        self.syncRetryMilliseconds = syncRetryMilliseconds
+    }
+}
+
+/// One node's whole protocol as a deterministic step function: consensus, mempool,
+/// gossip, execution, storage and catch-up. Inputs are calls (a client transaction, a
+/// peer message, a timer) with the current time; outputs are effects. The production
+/// node drives it from the network and the clock, the simulator from a seed, so both
+/// run the same code.
+public final class Replica {
+    public let genesis: Genesis
+    public let genesisHash: Hash
+    public let hasher: ChainHasher
+    public let validators: ValidatorSet
+    public let settings: ReplicaSettings
+    let verifier: any SignatureVerifier
+    let store: any KeyValueStore
+    let ledger: Ledger
+    let state: StateStore
+    let executor: Executor
+    let validatorKey: PrivateKey?
+    let logger: Logger
+
+    public private(set) var consensus: Consensus
+    public private(set) var mempool: Mempool
+    public private(set) var head: CommittedBlock
+    private var executed: [Hash: ExecutedBlock] = [:]
+    /// Certificates of uncommitted blocks, learned from the proposals that extend them:
+    /// what a lagging peer needs with the blocks.
+    private var certificates: [Hash: QuorumCertificate] = [:]
+    private var wantedProposal: ProposalRequest?
+    private var lastProposalMilliseconds: UInt64 = 0
+    private var gossip: [SignedTransaction] = []
+    private var gossipScheduled = false
+    private var syncInFlight = false
+    private var reportedWork = false
+    private var now: UInt64 = 0
+
+    public init(
+        genesis: Genesis, store: any KeyValueStore, validatorKey: PrivateKey?, limits: MempoolLimits = .init(),
+        settings: ReplicaSettings = .init(), verifier: any SignatureVerifier = SignatureVerifiers(),
+        logger: Logger = Logger(label: "civitas.replica")
+    ) throws {
+        try genesis.validate()
+        self.genesis = genesis
+        hasher = ChainHasher(genesis.hashSuite)
+        genesisHash = genesis.hash(using: hasher)
+        validators = try genesis.validatorSet()
+        self.settings = settings
+        self.verifier = verifier
+        self.store = store
+        self.validatorKey = validatorKey
+        self.logger = logger
+        if let validatorKey, validators.index(of: validatorKey.publicKey) == nil {
+            throw NodeError(.notAValidator, "key \(validatorKey.publicKey) is not a validator in genesis")
+        }
+        ledger = Ledger(store: store, hasher: hasher)
+        state = StateStore(store: store, hasher: hasher)
+        executor = Executor(chainId: genesis.chainId, hasher: hasher)
+        mempool = Mempool(limits: limits)
+        head = try Self.openChain(genesis: genesis, genesisHash: genesisHash, ledger: ledger, state: state, hasher: hasher)
+
+        let safety = try ledger.safetyData().map { try SafetyData(canonicalBytes: $0) } ?? SafetyData(epoch: 0)
+        let root = BlockInfo(header: head.block.header, hash: head.hash)
+        let rootCertificate =
+            head.certificate ?? Consensus.rootCertificate(chainId: genesis.chainId, epoch: validators.epoch, root: root)
+        consensus = Consensus(
+            config: ConsensusConfig(
+                chainId: genesis.chainId, validators: validators, roundTimeoutMilliseconds: settings.roundTimeoutMilliseconds,
+                roundTimeoutMaxMilliseconds: settings.roundTimeoutMaxMilliseconds),
+            hasher: hasher, key: validatorKey, verifier: verifier, safety: safety, root: root, rootCertificate: rootCertificate)
+    }
+
+    /// Loads the last committed block, or writes block 0 from the genesis on first start.
+    static func openChain(
+        genesis: Genesis, genesisHash: Hash, ledger: Ledger, state: StateStore, hasher: ChainHasher
+    ) throws -> CommittedBlock {
+        if let height = try ledger.committedHeight() {
+            guard try ledger.genesisHash() == genesisHash else {
+                throw NodeError(.genesisMismatch, "the data directory holds another chain than this genesis file")
+            }
+            guard let block = try ledger.block(at: height) else {
+                throw NodeError(.storage, "committed height \(height) has no block")
+            }
+            return block
+        }
+        let (root, batch) = try state.stage(root: StateTree.emptyRoot, changes: Executor.genesisChanges(genesis, hasher: hasher))
+        let header = BlockHeader(
+            chainId: genesis.chainId, epoch: 0, height: 0, round: 0, parent: genesisHash, proposer: 0,
+            timestampMilliseconds: genesis.timestampMilliseconds, transactionCount: 0, transactionsRoot: .zero,
+            receiptsRoot: .zero, stateRoot: root)
+        let block = Block(header: header, transactions: [])
+        try ledger.commit(block, certificate: nil, receipts: [], transactionIds: [], genesisHash: genesisHash, batch: batch)
+        return CommittedBlock(block: block, hash: header.hash(using: hasher), certificate: nil)
+    }
+
+    public var validatorIndex: UInt16? { consensus.me }
+
+    // MARK: Inputs
+
+    public func start(now: UInt64) throws -> [ReplicaEffect] {
+        self.now = now
+        var effects: [ReplicaEffect] = []
+        try apply(consensus.start(), &effects)
+        return effects
+    }
+
+    /// Admits a verified client transaction; it is gossiped to the other validators.
+    public func submit(_ transaction: VerifiedTransaction, now: UInt64) throws(TransactionError) -> [ReplicaEffect] {
+        self.now = now
+        try admit(transaction)
+        gossip.append(transaction.transaction)
+        var effects: [ReplicaEffect] = []
+        if !gossipScheduled, validators.validators.count > 1 {
+            gossipScheduled = true
+            effects.append(.timer(.gossip, afterMilliseconds: settings.gossipMilliseconds))
+        }
+        do { try workChanged(&effects) } catch { fatal(error) }
+        return effects
+    }
+
+    /// Transactions gossiped by a peer, already verified (in parallel, off this path).
+    /// Refusals are expected (another node saw them first, nonces moved) and dropped.
+    public func receive(gossiped transactions: [VerifiedTransaction], now: UInt64) -> [ReplicaEffect] {
+        self.now = now
+        for transaction in transactions { try? admit(transaction) }
+        var effects: [ReplicaEffect] = []
+        do { try workChanged(&effects) } catch { fatal(error) }
+        return effects
+    }
+
+    public func receive(_ message: PeerMessage, from peer: UInt16, now: UInt64) -> [ReplicaEffect] {
+        self.now = now
+        var effects: [ReplicaEffect] = []
+        do {
+            switch message {
+            case .consensus(let message):
+                try apply(consensus.handle(.message(message, from: peer)), &effects)
+            case .transactions(let transactions):
+                let verified = transactions.compactMap { try? VerifiedTransaction.verify($0, hasher: hasher, verifier: verifier) }
+                return receive(gossiped: verified, now: now)
+            case .syncRequest(let request):
+                effects.append(.send(.syncResponse(try syncResponse(for: request)), to: peer))
+            case .syncResponse(let response):
+                try catchUp(with: response, from: peer, &effects)
+            }
+        } catch {
+            fatal(error)
+        }
+        return effects
+    }
+
+    public func timerFired(_ timer: ReplicaTimer, now: UInt64) -> [ReplicaEffect] {
+        self.now = now
+        var effects: [ReplicaEffect] = []
+        do {
+            switch timer {
+            case .round(let round):
+                try apply(consensus.handle(.timerFired(round: round)), &effects)
+            case .propose:
+                try proposeIfReady(&effects)
+            case .gossip:
+                gossipScheduled = false
+                if !gossip.isEmpty {
+                    for chunk in stride(from: 0, to: gossip.count, by: ProtocolLimits.gossipTransactionsMax) {
+                        let end = min(chunk + ProtocolLimits.gossipTransactionsMax, gossip.count)
+                        effects.append(.broadcast(.transactions(Array(gossip[chunk..<end]))))
+                    }
+                    gossip.removeAll(keepingCapacity: true)
+                }
+            case .sync:
+                syncInFlight = false
+            }
+        } catch {
+            fatal(error)
+        }
+        return effects
+    }
+
+    /// A storage failure leaves the node unable to keep its promises (a committed block
+    /// is durable; safety data is durable before a vote). Going on could report what is
+    /// not on disk or sign twice; stop, and let a restart resume from the disk.
+    private func fatal(_ error: any Error) -> Never {
+        logger.critical("node stopped: \(error)")
+        fatalError("node stopped: \(error)")
+    }
+
+    // MARK: Admission
+
+    private func admit(_ transaction: VerifiedTransaction) throws(TransactionError) {
+        let body = transaction.body
+        let nextHeight = head.block.header.height + 1
+        guard body.chainId == genesis.chainId else {
+            throw TransactionError(.wrongChain, "transaction for chain \(body.chainId), this is \(genesis.chainId)")
+        }
+        guard genesis.signatureSchemes.contains(body.sender.scheme) else {
+            throw TransactionError(.schemeNotAccepted, "this chain does not accept \(body.sender.scheme) signatures")
+        }
+        guard body.expiryHeight >= nextHeight else {
+            throw TransactionError(.expired, "expired at height \(body.expiryHeight); next block is \(nextHeight)")
+        }
+        let intrinsic = GasSchedule.intrinsic(transactionBytes: transaction.encodedSize)
+        guard body.gasLimit >= intrinsic else {
+            throw TransactionError(.gasLimitTooLow, "gas limit \(body.gasLimit) is below the intrinsic \(intrinsic)")
+        }
+        guard body.gasLimit <= genesis.consensus.blockGasMax else {
+            throw TransactionError(.gasLimitTooHigh, "gas limit \(body.gasLimit) exceeds the block's \(genesis.consensus.blockGasMax)")
+        }
+        let sender = Address(of: body.sender, using: hasher)
+        guard (try? state.value(for: StateKeys.organisation(sender))) ?? nil != nil else {
+            throw TransactionError(.unknownSender, "sender \(body.sender.scheme):\(sender) belongs to no organisation")
+        }
+        guard (try? ledger.location(ofTransaction: transaction.id)) ?? nil == nil else {
+            throw TransactionError(.duplicate, "transaction \(transaction.id) is already committed")
+        }
+        try mempool.admit(transaction, sender: sender, accountNonce: committedNonce(sender))
+    }
+
+    func committedNonce(_ address: Address) -> UInt64 {
+        (try? StateKeys.decodeU64(state.value(for: StateKeys.nonce(address)))) ?? 0
+    }
+
+    private func workChanged(_ effects: inout [ReplicaEffect]) throws {
+        let work = !mempool.isEmpty
+        if work != reportedWork {
+            reportedWork = work
+            try apply(consensus.handle(.pendingWork(work)), &effects)
+        }
+        if work, wantedProposal != nil { try proposeIfReady(&effects) }
+    }
+
+    // MARK: Consensus actions
+
+    private func apply(_ actions: [ConsensusAction], _ effects: inout [ReplicaEffect]) throws {
+        for action in actions {
+            switch action {
+            case .persist(let data):
+                try ledger.persistSafety(data.canonicalBytes)
+            case .broadcast(let message):
+                effects.append(.broadcast(.consensus(message)))
+            case .send(let message, let validator):
+                effects.append(.send(.consensus(message), to: validator))
+            case .validate(let proposal):
+                let valid = validate(proposal.block)
+                if valid { certificates[proposal.justify.vote.blockHash] = proposal.justify }
+                try apply(consensus.handle(.validated(blockHash: proposal.header.hash(using: hasher), valid: valid)), &effects)
+            case .propose(let request):
+                wantedProposal = request
+                try proposeIfReady(&effects)
+            case .commit(let blocks, let certificate):
+                try commit(blocks, certificate: certificate, &effects)
+            case .scheduleTimeout(let round, let milliseconds):
+                effects.append(.timer(.round(round), afterMilliseconds: milliseconds))
+            case .fetch(_, let from):
+                requestSync(from: from, &effects)
+            case .refused(let error):
+                logger.debug("consensus refused: \(error)")
+            }
+        }
+    }
+
+    // MARK: Execution
+
+    /// The state after `parent` (committed or executed): a store view with the
+    /// uncommitted ancestors' writes laid over the disk.
+    private func stateView(after parent: Hash) -> StateStore? {
+        if parent == head.hash { return state }
+        var layers: [WriteBatch] = []
+        var cursor = parent
+        while cursor != head.hash {
+            guard let block = executed[cursor] else { return nil }
+            layers.append(block.batch)
+            cursor = block.block.header.parent
+        }
+        return StateStore(store: OverlayStore(base: store, layers: layers.reversed()), hasher: hasher)
+    }
+
+    private func header(of hash: Hash) -> BlockHeader? {
+        hash == head.hash ? head.block.header : executed[hash]?.block.header
+    }
+
+    /// Executes `transactions` on `parent` and returns the block's execution with its
+    /// roots; nil when the parent's state is not here.
+    private func execute(_ transactions: [VerifiedTransaction], height: UInt64, on parent: Hash)
+        throws -> (receipts: [Receipt], ids: [Hash], stateRoot: Hash, batch: WriteBatch)?
+    {
+        guard let view = stateView(after: parent), let parentHeader = header(of: parent) else { return nil }
+        let execution = executor.execute(transactions, height: height, base: view)
+        let (stateRoot, batch) = try view.stage(root: parentHeader.stateRoot, changes: execution.changes)
+        return (execution.receipts, transactions.map(\.id), stateRoot, batch)
+    }
+
+    /// Checks a block by executing it: its transactions verify, and the roots and counts
+    /// in its header are what this node computes.
+    private func validate(_ block: Block) -> Bool {
+        let header = block.header
+        let hash = header.hash(using: hasher)
+        if executed[hash] != nil { return true }
+        guard let parent = self.header(of: header.parent), header.height == parent.height + 1,
+            header.timestampMilliseconds >= parent.timestampMilliseconds, header.epoch == validators.epoch,
+            header.chainId == genesis.chainId, block.transactions.count <= Int(genesis.consensus.blockTransactionsMax)
+        else { return false }
+        var verified: [VerifiedTransaction] = []
+        verified.reserveCapacity(block.transactions.count)
+        for transaction in block.transactions {
+            let id = transaction.body.id(using: hasher)
+            if let known = mempool.transaction(id), known.transaction == transaction {
+                verified.append(known)
+            } else if let checked = try? VerifiedTransaction.verify(transaction, hasher: hasher, verifier: verifier) {
+                verified.append(checked)
+            } else {
+                return false
+            }
+        }
+        guard let result = try? execute(verified, height: header.height, on: header.parent) else { return false }
+        let receiptsRoot = hasher.merkleRoot(result.receipts.map { $0.hash(using: hasher) })
+        guard header.transactionsRoot == hasher.merkleRoot(result.ids), header.receiptsRoot == receiptsRoot,
+            header.stateRoot == result.stateRoot, header.transactionCount == UInt32(verified.count)
+        else { return false }
+        executed[hash] = ExecutedBlock(block: block, hash: hash, transactionIds: result.ids, receipts: result.receipts, batch: result.batch)
+        return true
+    }
+
+    // MARK: Proposing
+
+    private func proposeIfReady(_ effects: inout [ReplicaEffect]) throws {
+        guard let request = wantedProposal, let key = validatorKey, let me = consensus.me else { return }
+        guard request.round == consensus.round else {
+            wantedProposal = nil
+            return
+        }
+        guard let view = stateView(after: request.parent.hash), let parentHeader = header(of: request.parent.hash) else { return }
+        let height = request.parent.height + 1
+        let picked = mempool.reap(
+            countMax: Int(genesis.consensus.blockTransactionsMax), gasMax: genesis.consensus.blockGasMax,
+            accountNonce: { address in (try? StateKeys.decodeU64(view.value(for: StateKeys.nonce(address)))) ?? 0 })
+        // An empty block is worth proposing only to commit blocks that carry transactions.
+        guard !picked.isEmpty || consensus.uncommittedTransactions else { return }
+        let interval = genesis.consensus.blockIntervalMilliseconds
+        if !picked.isEmpty, picked.count < Int(genesis.consensus.blockTransactionsMax), now < lastProposalMilliseconds + interval {
+            effects.append(.timer(.propose, afterMilliseconds: lastProposalMilliseconds + interval - now))
+            return
+        }
+        guard let result = try execute(picked, height: height, on: request.parent.hash) else { return }
+        let header = BlockHeader(
+            chainId: genesis.chainId, epoch: validators.epoch, height: height, round: request.round, parent: request.parent.hash,
+            proposer: me, timestampMilliseconds: max(now, parentHeader.timestampMilliseconds),
+            transactionCount: UInt32(picked.count), transactionsRoot: hasher.merkleRoot(result.ids),
+            receiptsRoot: hasher.merkleRoot(result.receipts.map { $0.hash(using: hasher) }), stateRoot: result.stateRoot)
+        let block = Block(header: header, transactions: picked.map(\.transaction))
+        let hash = header.hash(using: hasher)
+        executed[hash] = ExecutedBlock(block: block, hash: hash, transactionIds: result.ids, receipts: result.receipts, batch: result.batch)
+        let proposal = Proposal(
+            block: block, justify: request.justify, timeout: request.timeout, signature: try key.sign(Proposal.signingMessage(blockHash: hash)))
+        wantedProposal = nil
+        lastProposalMilliseconds = now
+        effects.append(.broadcast(.consensus(.proposal(proposal))))
+        try apply(consensus.handle(.message(.proposal(proposal), from: nil)), &effects)
+    }
+
+    // MARK: Committing
+
+    private func commit(_ blocks: [BlockInfo], certificate: QuorumCertificate, _ effects: inout [ReplicaEffect]) throws {
+        for info in blocks {
+            guard let block = executed[info.hash] else {
+                preconditionFailure("consensus committed block \(info.hash), which this node never executed")
+            }
+            try ledger.commit(
+                block.block, certificate: certificate, receipts: block.receipts, transactionIds: block.transactionIds,
+                genesisHash: nil, batch: block.batch)
+            head = CommittedBlock(block: block.block, hash: block.hash, certificate: certificate)
+            executed[info.hash] = nil
+            afterCommit(block, &effects)
+        }
+        executed = executed.filter { $0.value.block.header.height > head.block.header.height }
+        certificates = certificates.filter { executed[$0.key] != nil }
+        try workChanged(&effects)
+    }
+
+    private func afterCommit(_ block: ExecutedBlock, _ effects: inout [ReplicaEffect]) {
+        let height = block.block.header.height
+        let senders = Set(block.block.transactions.map { Address(of: $0.body.sender, using: hasher) })
+        mempool.prune(senders: senders, nextHeight: height + 1, accountNonce: committedNonce)
+        if height % 64 == 0 { mempool.pruneExpired(nextHeight: height + 1) }
+        effects.append(.committed(CommitNotice(block: block.block, hash: block.hash, transactionIds: block.transactionIds, receipts: block.receipts)))
+    }
+
+    // MARK: Catch-up
+
+    private func requestSync(from peer: UInt16?, _ effects: inout [ReplicaEffect]) {
+        guard !syncInFlight else { return }
+        let others = (0..<UInt16(validators.validators.count)).filter { $0 != consensus.me }
+        guard let target = peer.flatMap({ $0 == consensus.me ? nil : $0 }) ?? others.first else { return }
+        syncInFlight = true
+        effects.append(
+            .send(.syncRequest(SyncRequest(committedHeight: head.block.header.height, blocksMax: SyncResponse.blocksMax)), to: target))
+        effects.append(.timer(.sync, afterMilliseconds: settings.syncRetryMilliseconds))
+    }
+
+    /// Committed blocks above the requester's height (ending with one whose stored
+    /// certificate commits it), then the certified blocks above this node's tip.
+    private func syncResponse(for request: SyncRequest) throws -> SyncResponse {
+        let tip = head.block.header.height
+        let limit = UInt64(min(request.blocksMax, SyncResponse.blocksMax))
+        var committed: [Block] = []
+        var certificate: QuorumCertificate?
+        var height = request.committedHeight + 1
+        while height <= tip {
+            guard let entry = try ledger.block(at: height) else { break }
+            committed.append(entry.block)
+            if let stored = entry.certificate, stored.vote.commitHash == entry.hash {
+                certificate = stored
+                if UInt64(committed.count) >= limit { break }
+            }
+            height += 1
+        }
+        // Cut after the last block that a certificate commits directly.
+        if let certificate, let last = committed.lastIndex(where: { $0.header.height == certificate.vote.commitHeight }) {
+            committed = Array(committed[...last])
+        } else {
+            committed = []
+            certificate = nil
+        }
+        var certified: [SyncResponse.Certified] = []
+        if committed.last.map({ $0.header.height == tip }) ?? (request.committedHeight >= tip) {
+            var cursor = consensus.highestCertificate
+            certificates[cursor.vote.blockHash] = cursor
+            var chain: [SyncResponse.Certified] = []
+            while let block = executed[cursor.vote.blockHash], block.block.header.height > tip {
+                chain.append(.init(block: block.block, certificate: cursor))
+                guard let parentCertificate = certificates[block.block.header.parent] else { break }
+                cursor = parentCertificate
+            }
+            certified = chain.reversed().filter { $0.block.header.height > request.committedHeight }
+        }
+        return SyncResponse(committed: committed, commitCertificate: certificate, certified: Array(certified.prefix(Int(limit))))
+    }
+
+    private func catchUp(with response: SyncResponse, from peer: UInt16, _ effects: inout [ReplicaEffect]) throws {
+        syncInFlight = false
+        if let certificate = response.commitCertificate, let last = response.committed.last {
+            guard response.committed.first?.header.parent == head.hash,
+                zip(response.committed, response.committed.dropFirst()).allSatisfy({ $1.header.parent == $0.header.hash(using: hasher) }),
+                certificate.vote.commitHash == last.header.hash(using: hasher), certificate.vote.commitHeight == last.header.height
+            else {
+                logger.warning("catch-up from validator \(peer): blocks do not extend this node's chain")
+                return
+            }
+            do { try certificate.verify(against: validators, verifier: verifier) } catch {
+                logger.warning("catch-up from validator \(peer): \(error)")
+                return
+            }
+            for block in response.committed {
+                guard validate(block) else {
+                    // A block that a quorum committed does not execute to its roots here:
+                    // this node's software or disk disagrees with the chain. Stop rather
+                    // than serve a different state.
+                    preconditionFailure("committed block \(block.header.height) does not execute to its header's roots")
+                }
+                let hash = block.header.hash(using: hasher)
+                try commit([BlockInfo(header: block.header, hash: hash)], certificate: certificate, &effects)
+            }
+            try apply(consensus.handle(.caughtUp(root: BlockInfo(header: head.block.header, hash: head.hash), certificate: certificate)), &effects)
+        }
+        for entry in response.certified {
+            let hash = entry.block.header.hash(using: hasher)
+            guard entry.certificate.vote.blockHash == hash else { return }
+            guard validate(entry.block) else { return }
+            certificates[hash] = entry.certificate
+            try apply(consensus.handle(.certifiedBlock(BlockInfo(header: entry.block.header, hash: hash), certificate: entry.certificate)), &effects)
+        }
+        if response.committed.count == Int(SyncResponse.blocksMax) { requestSync(from: peer, &effects) }
+    }
+}
