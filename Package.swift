@@ -99,7 +99,11 @@ let package = Package(
         .executableTarget(name: "civitas", dependencies: ["CivitasCommands"], swiftSettings: strict),
         .target(
             name: "CivitasTesting",
-            dependencies: ["CivitasCore", "CivitasCrypto", "CivitasStorage", "CivitasNode", "CivitasClient"],
+            dependencies: [
+                "CivitasCore", "CivitasCrypto", "CivitasStorage", "CivitasNode", "CivitasClient", "CivitasConsensus",
+                "CivitasModules", .product(name: "HeapModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict),
         // Tests
         .testTarget(name: "CivitasCoreTests", dependencies: ["CivitasCore", "CivitasTesting"]),

@@ -146,6 +146,9 @@ public struct Consensus: Sendable {
     private var requestedRound: UInt64 = 0
     private var waitingCommit: QuorumCertificate?
     private var catchingUp = false
+    /// Set when the node starts without safety data: it may have voted before, in any
+    /// round the network reached, and abstains until it follows the live round.
+    public private(set) var recovering: Bool
 
     struct RoundSigner: Hashable {
         var round: UInt64
@@ -160,16 +163,23 @@ public struct Consensus: Sendable {
     ///   - root: the last committed block; `rootCertificate` commits it (for the
     ///     first block of an epoch, the synthetic certificate of `rootCertificate(for:)`).
     ///   - key: the validator's key; nil for a node that follows without voting.
+    ///   - safety: the persisted safety data; nil when there is none (a new node, or one
+    ///     that lost its disk). Such a validator may have voted before in any round up to
+    ///     one past the highest certificate its peers hold, so it neither votes nor
+    ///     proposes until it has heard from a peer, and then not through the round after
+    ///     the one it is in (docs/consensus.md, "Losing the safety data").
     public init(
-        config: ConsensusConfig, hasher: ChainHasher, key: PrivateKey?, verifier: any SignatureVerifier, safety: SafetyData,
+        config: ConsensusConfig, hasher: ChainHasher, key: PrivateKey?, verifier: any SignatureVerifier, safety: SafetyData?,
         root: BlockInfo, rootCertificate: QuorumCertificate
     ) {
+        // A lone validator has no peers to learn from; its chain restarts with its disk.
+        recovering = safety == nil && key != nil && config.validators.validators.count > 1
         self.config = config
         self.hasher = hasher
         self.key = key
         self.me = key.flatMap { config.validators.index(of: $0.publicKey) }
         self.verifier = verifier
-        self.safety = SafetyRules(data: safety)
+        self.safety = SafetyRules(data: safety ?? SafetyData(epoch: config.validators.epoch))
         self.root = root
         self.rootCertificate = rootCertificate
         highestCertificate = rootCertificate
@@ -196,12 +206,22 @@ public struct Consensus: Sendable {
     /// timer is armed if there is work.
     public mutating func start() -> [ConsensusAction] {
         var actions: [ConsensusAction] = []
+        if recovering { actions.append(.persist(safety.abstain(through: round))) }
         enter(round, &actions)
         return actions
     }
 
     public mutating func handle(_ event: ConsensusEvent) -> [ConsensusAction] {
         var actions: [ConsensusAction] = []
+        dispatch(event, &actions)
+        if recovering, case .message(_, let from?) = event, from != me {
+            recovering = false
+            actions.append(.persist(safety.abstain(through: round + 1)))
+        }
+        return actions
+    }
+
+    private mutating func dispatch(_ event: ConsensusEvent, _ actions: inout [ConsensusAction]) {
         switch event {
         case .message(.proposal(let proposal), let from):
             receive(proposal, from: from, &actions)
@@ -237,7 +257,6 @@ public struct Consensus: Sendable {
             process(certificate: certificate, timeout: nil, &actions)
             catchingUp = false
         }
-        return actions
     }
 
     // MARK: Proposals

@@ -85,6 +85,12 @@ public struct SafetyRules: Sendable {
     /// Never report a certificate lower than one already built on (that would hide a
     /// possibly committed block from the next leader), and never time out of a round
     /// below one already voted in.
+    /// Refuse block votes through `round` (kept if already higher).
+    public mutating func abstain(through round: UInt64) -> SafetyData {
+        data.abstainThroughRound = max(data.abstainThroughRound, round)
+        return data
+    }
+
     /// Whether this validator may propose in `round`: it votes for its own proposal, so
     /// the same rules apply, and a restarted leader never signs a second block for a
     /// round it already acted in.

@@ -93,6 +93,10 @@ public final class Replica {
     private var gossip: [SignedTransaction] = []
     private var gossipScheduled = false
     private var syncInFlight = false
+    /// Peers are asked in turn, starting with whoever last sent a consensus message (it
+    /// knows at least the certificates it sent).
+    private var syncRotation: UInt16 = 0
+    private var lastSender: UInt16?
     private var reportedWork = false
     private var now: UInt64 = 0
 
@@ -120,7 +124,7 @@ public final class Replica {
         mempool = Mempool(limits: limits)
         head = try Self.openChain(genesis: genesis, genesisHash: genesisHash, ledger: ledger, state: state, hasher: hasher)
 
-        let safety = try ledger.safetyData().map { try SafetyData(canonicalBytes: $0) } ?? SafetyData(epoch: 0)
+        let safety = try ledger.safetyData().map { try SafetyData(canonicalBytes: $0) }
         let root = BlockInfo(header: head.block.header, hash: head.hash)
         let rootCertificate =
             head.certificate ?? Consensus.rootCertificate(chainId: genesis.chainId, epoch: validators.epoch, root: root)
@@ -195,6 +199,7 @@ public final class Replica {
         do {
             switch message {
             case .consensus(let message):
+                lastSender = peer
                 try apply(consensus.handle(.message(message, from: peer)), &effects)
             case .transactions(let transactions):
                 let verified = transactions.compactMap { try? VerifiedTransaction.verify($0, hasher: hasher, verifier: verifier) }
@@ -450,7 +455,11 @@ public final class Replica {
     private func requestSync(from peer: UInt16?, _ effects: inout [ReplicaEffect]) {
         guard !syncInFlight else { return }
         let others = (0..<UInt16(validators.validators.count)).filter { $0 != consensus.me }
-        guard let target = peer.flatMap({ $0 == consensus.me ? nil : $0 }) ?? others.first else { return }
+        guard !others.isEmpty else { return }
+        syncRotation &+= 1
+        let rotating = others[Int(syncRotation) % others.count]
+        let preferred = [peer, lastSender].compactMap { $0 }.first { $0 != consensus.me && syncRotation % 2 == 1 }
+        let target = preferred ?? rotating
         syncInFlight = true
         effects.append(
             .send(.syncRequest(SyncRequest(committedHeight: head.block.header.height, blocksMax: SyncResponse.blocksMax)), to: target))
@@ -498,6 +507,11 @@ public final class Replica {
 
     private func catchUp(with response: SyncResponse, from peer: UInt16, _ effects: inout [ReplicaEffect]) throws {
         syncInFlight = false
+        if response.committed.isEmpty && response.certified.isEmpty {
+            // That peer is no further along; the next request goes to another one.
+            lastSender = nil
+            return
+        }
         if let certificate = response.commitCertificate, let last = response.committed.last {
             guard response.committed.first?.header.parent == head.hash,
                 zip(response.committed, response.committed.dropFirst()).allSatisfy({ $1.header.parent == $0.header.hash(using: hasher) }),

@@ -128,13 +128,13 @@ final class CoreSimulation {
         }
     }
 
-    func makeInstance(validator: UInt16, safety: SafetyData, root: BlockInfo, certificate: QuorumCertificate?) -> Instance {
+    func makeInstance(validator: UInt16, safety: SafetyData?, root: BlockInfo, certificate: QuorumCertificate?) -> Instance {
         let config = ConsensusConfig(chainId: chainId, validators: validators, roundTimeoutMilliseconds: settings.roundTimeoutMilliseconds)
         let rootCertificate = certificate ?? Consensus.rootCertificate(chainId: chainId, epoch: 0, root: root)
         let core = Consensus(
             config: config, hasher: hasher, key: keys[Int(validator)], verifier: verifier, safety: safety, root: root,
             rootCertificate: rootCertificate)
-        return Instance(validator: validator, core: core, safety: safety, rootCertificate: rootCertificate)
+        return Instance(validator: validator, core: core, safety: safety ?? SafetyData(epoch: 0), rootCertificate: rootCertificate)
     }
 
     func fail(_ message: String) -> Failure {
@@ -410,13 +410,12 @@ final class CoreSimulation {
         let old = instances[index]
         guard !old.up else { return }
         let root: BlockInfo
-        let safety: SafetyData
+        let safety: SafetyData?
         var certificate: QuorumCertificate?
         if wipe {
-            // A node that lost its disk abstains until it is past every round it may
-            // have voted in: the rounds the network had reached when it came back.
-            let reached = instances.map(\.core.round).max() ?? 0
-            safety = SafetyData(epoch: 0, abstainThroughRound: reached)
+            // A node that lost its disk starts without safety data and recovers by the
+            // consensus's own rule (it abstains until it follows the live round).
+            safety = nil
             root = genesis
             old.committed = []
         } else {
@@ -426,7 +425,7 @@ final class CoreSimulation {
         }
         let fresh = makeInstance(validator: old.validator, safety: safety, root: root, certificate: certificate)
         old.core = fresh.core
-        old.safety = safety
+        old.safety = fresh.safety
         old.up = true
         old.incarnation += 1
         var actions = old.core.start()

@@ -1,0 +1,356 @@
+import CivitasClient
+import CivitasConsensus
+import CivitasCore
+import CivitasCrypto
+import CivitasModules
+import CivitasNode
+import CivitasStorage
+import Foundation
+import HeapModule
+import Logging
+
+/// N real replicas (consensus, mempool, gossip, execution, state tree, storage on
+/// `MemoryStore`, catch-up) on a simulated network and clock, with clients submitting
+/// transactions, all from one seed. Faults happen until `faultsUntil`; after it every
+/// node that is up must commit again and every client's transaction must commit.
+///
+/// Invariants are checked at every commit: one block per height across all nodes, each
+/// transaction committed at one height only, heights in order on each node.
+public final class NodeSimulation {
+    public struct Settings: Sendable {
+        public var validators = 4
+        public var clients = 8
+        public var loss = 0.0
+        public var duplication = 0.0
+        public var delayMilliseconds: ClosedRange<UInt64> = 1...10
+        public var partitions = false
+        public var crashes = false
+        public var wipes = false
+        public var faultsUntil: UInt64 = 10_000
+        public var livenessBound: UInt64 = 60_000
+        /// How long a client waits for its transaction before sending it again.
+        public var clientRetryMilliseconds: UInt64 = 3_000
+        public var clientThinkMilliseconds: UInt64 = 20
+        public init() {}
+    }
+
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    final class SimulatedNode {
+        let index: Int
+        let key: PrivateKey
+        var store: MemoryStore
+        var replica: Replica?
+        var up = true
+        var incarnation = 0
+        var lastCommit: UInt64 = 0
+        var height: UInt64 = 0
+
+        init(index: Int, key: PrivateKey) {
+            self.index = index
+            self.key = key
+            store = MemoryStore()
+        }
+    }
+
+    struct Client {
+        var key: PrivateKey
+        var builder: TransactionBuilder
+        var nonce: UInt64 = 0
+        var outstanding: VerifiedTransaction?
+        var sentAt: UInt64 = 0
+        var createdAt: UInt64 = 0
+        var nextAt: UInt64 = 0
+    }
+
+    enum Payload {
+        case message(PeerMessage, from: UInt16)
+        case timer(ReplicaTimer)
+        case crash
+        case restart(wipe: Bool)
+    }
+
+    struct Scheduled: Comparable {
+        var time: UInt64
+        var sequence: UInt64
+        var node: Int
+        var incarnation: Int
+        var payload: Payload
+
+        static func < (a: Self, b: Self) -> Bool { (a.time, a.sequence) < (b.time, b.sequence) }
+        static func == (a: Self, b: Self) -> Bool { a.time == b.time && a.sequence == b.sequence }
+    }
+
+    public let seed: UInt64
+    public let settings: Settings
+    public let genesis: Genesis
+    let hasher: ChainHasher
+    let verifier = SharedVerifier()
+    var random: SeededRandom
+    public private(set) var now: UInt64 = 0
+    var sequence: UInt64 = 0
+    var queue = Heap<Scheduled>()
+    var nodes: [SimulatedNode] = []
+    var clients: [Client] = []
+    var partitions: [(start: UInt64, end: UInt64, side: Set<Int>)] = []
+    /// The one block committed at each height, across all nodes.
+    public private(set) var canonical: [UInt64: Hash] = [:]
+    /// Height at which each transaction committed.
+    public private(set) var committedTransactions: [Hash: UInt64] = [:]
+    public private(set) var steps = 0
+    let logger: Logger
+
+    public init(seed: UInt64, settings: Settings) throws {
+        self.seed = seed
+        self.settings = settings
+        random = SeededRandom(seed: seed)
+        var logger = Logger(label: "civitas.sim")
+        logger.logLevel = .critical
+        self.logger = logger
+        let validatorKeys = try (0..<settings.validators).map { index in
+            try PrivateKey(scheme: .ed25519, rawRepresentation: [UInt8](repeating: UInt8(index + 1), count: 32))
+        }
+        let adminKeys = try (0..<settings.validators).map { index in
+            try PrivateKey(scheme: .ed25519, rawRepresentation: [UInt8](repeating: UInt8(50 + index), count: 32))
+        }
+        let clientKeys = try (0..<settings.clients).map { index in
+            try PrivateKey(scheme: .ed25519, rawRepresentation: [UInt8](repeating: UInt8(100 + index), count: 32))
+        }
+        genesis = Genesis(
+            chainId: "sim", hashSuite: .sha256, signatureSchemes: [.ed25519],
+            organisations: validatorKeys.enumerated().map { index, key in
+                .init(
+                    id: "org\(index)", name: "Organisation \(index)", admins: [adminKeys[index].publicKey],
+                    members: index == 0 ? clientKeys.map(\.publicKey) : [],
+                    validators: [.init(publicKey: key.publicKey, power: 1)])
+            },
+            allocations: clientKeys.map { .init(account: $0.publicKey, amount: 1_000_000) },
+            consensus: .init(blockIntervalMilliseconds: 20, blockTransactionsMax: 500),
+            timestampMilliseconds: 0)
+        hasher = ChainHasher(.sha256)
+        nodes = validatorKeys.enumerated().map { SimulatedNode(index: $0.offset, key: $0.element) }
+        clients = clientKeys.map { Client(key: $0, builder: TransactionBuilder(chainId: "sim", hashSuite: .sha256, key: $0)) }
+    }
+
+    func fail(_ message: String) -> Failure {
+        Failure(description: "seed \(seed) at \(now) ms: \(message)")
+    }
+
+    var settingsForReplica: ReplicaSettings {
+        ReplicaSettings(roundTimeoutMilliseconds: 300, roundTimeoutMaxMilliseconds: 5_000, gossipMilliseconds: 5, syncRetryMilliseconds: 500)
+    }
+
+    func boot(_ node: SimulatedNode) throws {
+        let replica = try Replica(
+            genesis: genesis, store: node.store, validatorKey: node.key, settings: settingsForReplica, verifier: verifier, logger: logger)
+        node.replica = replica
+        node.height = replica.head.block.header.height
+        try perform(node, replica.start(now: now))
+    }
+
+    // MARK: Running
+
+    public func run() throws {
+        for node in nodes { try boot(node) }
+        scheduleFaults()
+        let end = settings.faultsUntil + settings.livenessBound
+        var nextClientTick: UInt64 = 0
+        while now <= end {
+            if now >= nextClientTick {
+                try driveClients()
+                nextClientTick = now + 5
+            }
+            if now > settings.faultsUntil, livenessShown { return }
+            guard let next = queue.min, next.time <= nextClientTick else {
+                now = nextClientTick
+                continue
+            }
+            _ = queue.popMin()
+            now = next.time
+            steps += 1
+            guard steps < 3_000_000 else { throw fail("step bound reached") }
+            let node = nodes[next.node]
+            switch next.payload {
+            case .crash:
+                node.up = false
+                node.incarnation += 1
+                node.replica = nil
+                continue
+            case .restart(let wipe):
+                guard !node.up else { continue }
+                if wipe { node.store = MemoryStore() }
+                node.up = true
+                node.incarnation += 1
+                try boot(node)
+                continue
+            default:
+                break
+            }
+            guard node.up, next.incarnation == node.incarnation, let replica = node.replica else { continue }
+            switch next.payload {
+            case .message(let message, let from):
+                try perform(node, replica.receive(message, from: from, now: now))
+            case .timer(let timer):
+                try perform(node, replica.timerFired(timer, now: now))
+            case .crash, .restart:
+                break
+            }
+        }
+        let stuck = nodes.filter { $0.up && $0.lastCommit <= settings.faultsUntil }.map(\.index)
+        let waiting = clients.indices.filter { clients[$0].outstanding != nil }
+        throw fail("no liveness after the faults: nodes \(stuck) committed nothing since; clients \(waiting) still wait; heights \(nodes.map(\.height))")
+    }
+
+    /// Every node that is up committed after the faults, and no client waits.
+    var livenessShown: Bool {
+        nodes.allSatisfy { !$0.up || $0.lastCommit > settings.faultsUntil }
+            && clients.allSatisfy { $0.outstanding == nil || $0.createdAt > settings.faultsUntil }
+            && clients.contains { $0.nonce > 0 }
+    }
+
+    /// Each client keeps one transaction outstanding, sends it to a random node that is
+    /// up, and sends it again elsewhere if it does not commit in time.
+    func driveClients() throws {
+        for index in clients.indices {
+            var client = clients[index]
+            if let outstanding = client.outstanding {
+                if committedTransactions[outstanding.id] != nil {
+                    client.outstanding = nil
+                    client.nonce += 1
+                    client.nextAt = now + settings.clientThinkMilliseconds
+                } else if now >= client.sentAt + settings.clientRetryMilliseconds {
+                    submit(outstanding, &client)
+                }
+            } else if now >= client.nextAt, now < settings.faultsUntil + settings.livenessBound / 2 {
+                let value = Array("v\(client.nonce)".utf8)
+                let call = Call(module: "kv", method: "put", arguments: KVModule.putArguments(key: Array("k\(index)".utf8), value: value))
+                let (signed, _) = try client.builder.sign(call: call, nonce: client.nonce, expiryHeight: 1_000_000, gasLimit: 100_000)
+                let verified = try VerifiedTransaction.verify(signed, hasher: hasher, verifier: verifier)
+                client.outstanding = verified
+                client.createdAt = now
+                submit(verified, &client)
+            }
+            clients[index] = client
+        }
+    }
+
+    func submit(_ transaction: VerifiedTransaction, _ client: inout Client) {
+        client.sentAt = now
+        let live = nodes.filter { $0.up && $0.replica != nil }
+        guard !live.isEmpty else { return }
+        let node = live[Int(random.next() % UInt64(live.count))]
+        do {
+            try perform(node, node.replica!.submit(transaction, now: now))
+        } catch {
+            if trace { print("\(now) client submit to node \(node.index): \(error)") }
+        }
+    }
+
+    // MARK: Effects
+
+    let trace = ProcessInfo.processInfo.environment["CIVITAS_TRACE"] != nil
+
+    func perform(_ node: SimulatedNode, _ effects: [ReplicaEffect]) throws {
+        for effect in effects {
+            if trace { print("\(now) n\(node.index): \(String(describing: effect).prefix(200))") }
+            switch effect {
+            case .send(let message, let to):
+                deliver(message, from: node.index, to: Int(to))
+            case .broadcast(let message):
+                for target in nodes.indices where target != node.index { deliver(message, from: node.index, to: target) }
+            case .timer(let timer, let milliseconds):
+                schedule(node.index, after: milliseconds, .timer(timer))
+            case .committed(let notice):
+                try committed(node, notice)
+            }
+        }
+    }
+
+    func schedule(_ node: Int, after delay: UInt64, _ payload: Payload) {
+        sequence += 1
+        queue.insert(Scheduled(time: now + delay, sequence: sequence, node: node, incarnation: nodes[node].incarnation, payload: payload))
+    }
+
+    func deliver(_ message: PeerMessage, from sender: Int, to target: Int) {
+        if now < settings.faultsUntil {
+            for cut in partitions where cut.start <= now && now < cut.end && cut.side.contains(sender) != cut.side.contains(target) {
+                return
+            }
+            if random.chance(settings.loss) { return }
+        }
+        // Every message crosses the wire encoding, as it would between processes.
+        let decoded: PeerMessage
+        do { decoded = try PeerMessage(canonicalBytes: message.canonicalBytes) } catch {
+            preconditionFailure("seed \(seed): a peer message does not survive its encoding: \(error)")
+        }
+        let range = settings.delayMilliseconds
+        let delay = range.lowerBound + random.next() % (range.upperBound - range.lowerBound + 1)
+        schedule(target, after: delay, .message(decoded, from: UInt16(sender)))
+        if now < settings.faultsUntil, random.chance(settings.duplication) {
+            schedule(target, after: delay + random.next() % 50, .message(decoded, from: UInt16(sender)))
+        }
+    }
+
+    func committed(_ node: SimulatedNode, _ notice: CommitNotice) throws {
+        let height = notice.block.header.height
+        guard height == node.height + 1 else {
+            throw fail("node \(node.index) committed height \(height) after \(node.height)")
+        }
+        if let existing = canonical[height], existing != notice.hash {
+            throw fail("SAFETY: node \(node.index) committed \(notice.hash) at height \(height); another node committed \(existing)")
+        }
+        canonical[height] = notice.hash
+        for id in notice.transactionIds {
+            if let earlier = committedTransactions[id], earlier != height {
+                throw fail("transaction \(id) committed at heights \(earlier) and \(height)")
+            }
+            committedTransactions[id] = height
+        }
+        node.height = height
+        node.lastCommit = now
+    }
+
+    // MARK: Faults
+
+    func scheduleFaults() {
+        var time: UInt64 = 500
+        while time < settings.faultsUntil {
+            let choice = random.next() % 3
+            if choice == 0, settings.partitions {
+                let cut = 1 + Int(random.next() % UInt64(nodes.count - 1))
+                let side = Set(Array(nodes.indices).shuffled(using: &random).prefix(cut))
+                partitions.append((time, min(time + 1_000 + random.next() % 2_000, settings.faultsUntil), side))
+            } else if choice == 1, settings.crashes || settings.wipes {
+                let victim = Int(random.next() % UInt64(nodes.count))
+                let wipe = settings.wipes && random.next() % 2 == 0
+                sequence += 1
+                queue.insert(Scheduled(time: time, sequence: sequence, node: victim, incarnation: -1, payload: .crash))
+                sequence += 1
+                let back = min(time + 300 + random.next() % 2_000, settings.faultsUntil)
+                queue.insert(Scheduled(time: back, sequence: sequence, node: victim, incarnation: -1, payload: .restart(wipe: wipe)))
+            }
+            time += 1_000 + random.next() % 2_000
+        }
+    }
+
+    // MARK: Results
+
+    /// The committed chain of every node agrees block by block up to its height, and
+    /// nodes at the same height hold the same state root.
+    public func checkLedgers() throws {
+        for node in nodes where node.up {
+            guard let replica = node.replica else { continue }
+            let ledger = Ledger(store: node.store, hasher: hasher)
+            for height in stride(from: UInt64(1), through: replica.head.block.header.height, by: 1) {
+                guard let block = try ledger.block(at: height) else { throw fail("node \(node.index) lacks block \(height)") }
+                guard canonical[height] == block.hash else {
+                    throw fail("node \(node.index) holds \(block.hash) at \(height), canonical is \(String(describing: canonical[height]))")
+                }
+            }
+        }
+    }
+
+    public var heights: [UInt64] { nodes.map(\.height) }
+}

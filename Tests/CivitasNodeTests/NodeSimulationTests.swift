@@ -1,0 +1,56 @@
+import CivitasTesting
+import Foundation
+import Testing
+
+/// The real replicas (consensus, mempool, gossip, execution, state tree, storage,
+/// catch-up) of several validators under faults, from seeds. A failure names its seed;
+/// replay it with `CIVITAS_SEED=<seed> swift test --filter NodeSimulationTests`.
+@Suite struct NodeSimulationTests {
+    static func seeds(_ count: UInt64, salt: UInt64) -> [UInt64] {
+        if let fixed = ProcessInfo.processInfo.environment["CIVITAS_SEED"].flatMap(UInt64.init) { return [fixed] }
+        return (0..<count).map { $0 &* 0x5851_F42D &+ salt }
+    }
+
+    func run(_ settings: NodeSimulation.Settings, seeds: [UInt64]) {
+        for seed in seeds {
+            do {
+                let simulation = try NodeSimulation(seed: seed, settings: settings)
+                try simulation.run()
+                try simulation.checkLedgers()
+                #expect(!simulation.committedTransactions.isEmpty, "seed \(seed): nothing committed")
+            } catch {
+                Issue.record("\(error)")
+                return
+            }
+        }
+    }
+
+    @Test func aGoodNetworkCommitsEveryTransaction() {
+        var settings = NodeSimulation.Settings()
+        settings.faultsUntil = 2_000
+        run(settings, seeds: Self.seeds(5, salt: 11))
+    }
+
+    @Test func lossDuplicationAndPartitions() {
+        var settings = NodeSimulation.Settings()
+        settings.loss = 0.1
+        settings.duplication = 0.05
+        settings.partitions = true
+        run(settings, seeds: Self.seeds(10, salt: 12))
+    }
+
+    @Test func crashesAndRestartsWithAndWithoutTheirData() {
+        var settings = NodeSimulation.Settings()
+        settings.crashes = true
+        settings.wipes = true
+        settings.loss = 0.02
+        run(settings, seeds: Self.seeds(10, salt: 13))
+    }
+
+    @Test func oneValidatorAlone() {
+        var settings = NodeSimulation.Settings()
+        settings.validators = 1
+        settings.faultsUntil = 1_000
+        run(settings, seeds: Self.seeds(3, salt: 14))
+    }
+}
