@@ -42,4 +42,6 @@ public struct NodeStatus: Sendable {
     public var mempoolBytes: Int
     public var validatorIndex: UInt16?
     public var genesisHash: Hash
+    /// The consensus round this node is in.
+    public var round: UInt64
 }

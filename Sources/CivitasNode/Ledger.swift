@@ -80,6 +80,30 @@ public final class Ledger: Sendable {
 
     public func safetyData() throws(StorageError) -> [UInt8]? { try store.get(Self.safetyKey) }
 
+    /// Keeps a certified, uncommitted block; not durable by itself (the vote that
+    /// follows persists the safety data with an fsync, which flushes it too).
+    public func keepCertified(_ entry: SyncResponse.Certified) throws(StorageError) {
+        var batch = WriteBatch()
+        batch.put(StorePrefix.certifiedBlock.key(entry.block.header.hash(using: hasher).bytes), entry.canonicalBytes)
+        try store.write(batch, durable: false)
+    }
+
+    /// The certified blocks kept above `height`, lowest first; older ones are removed.
+    public func certifiedBlocks(above height: UInt64) throws(StorageError) -> [SyncResponse.Certified] {
+        let prefix = [StorePrefix.certifiedBlock.rawValue]
+        var kept: [SyncResponse.Certified] = []
+        var stale = WriteBatch()
+        for entry in try store.scan(prefix: prefix, start: nil, limit: 10_000) {
+            guard let certified = try? SyncResponse.Certified(canonicalBytes: entry.value), certified.block.header.height > height else {
+                stale.delete(entry.key)
+                continue
+            }
+            kept.append(certified)
+        }
+        if !stale.isEmpty { try store.write(stale, durable: false) }
+        return kept.sorted { $0.block.header.height < $1.block.header.height }
+    }
+
     public func persistSafety(_ bytes: [UInt8]) throws(StorageError) {
         var batch = WriteBatch()
         batch.put(Self.safetyKey, bytes)

@@ -9,12 +9,23 @@ import Foundation
 import Logging
 import Metrics
 
-/// A Civitas node: admits transactions, orders them into blocks, executes them and
-/// commits block, receipts and state in one durable write before reporting anything.
-///
-/// This version runs the whole validator set on one node (a single validator); the
-/// consensus steps (leader, safety rules, vote, quorum certificate) are the real ones,
-/// so the multi-validator protocol plugs in behind the same interface.
+/// Where a node's messages to other validators go. The network layer implements it;
+/// a node without peers (a single validator) has none.
+public protocol PeerTransport: Sendable {
+    func send(_ message: PeerMessage, to validator: UInt16)
+    func broadcast(_ message: PeerMessage)
+}
+
+/// How a node keeps time: the system clock with real timers, or a clock that moves only
+/// when `advance(byMilliseconds:)` is called, for tests that step the node.
+public enum NodeTiming: Sendable {
+    case realTime
+    case manual(startMilliseconds: UInt64)
+}
+
+/// A Civitas node: the `Replica` (consensus, mempool, gossip, execution, storage,
+/// catch-up) behind an actor, with timers, peers, commit waiters and event subscribers.
+/// A block and its state are durable before anything reports them committed.
 public actor Node {
     public nonisolated let genesis: Genesis
     public nonisolated let genesisHash: Hash
@@ -23,15 +34,16 @@ public actor Node {
     public nonisolated let verifier = SignatureVerifiers()
     nonisolated let logger: Logger
 
+    private let replica: Replica
     private let ledger: Ledger
     private let state: StateStore
-    private let executor: Executor
-    private let validatorKey: PrivateKey?
-    private let validatorIndex: UInt16?
-    private var safety: SafetyRules
-    private var mempool: Mempool
-    private var head: CommittedBlock
     private let limits: NodeLimits
+    private let timing: NodeTiming
+    private var transport: (any PeerTransport)?
+    private var started = false
+    private var manualNow: UInt64 = 0
+    private var manualTimers: [(deadline: UInt64, sequence: UInt64, timer: ReplicaTimer)] = []
+    private var timerSequence: UInt64 = 0
 
     private var waiters: [Hash: [Int: CheckedContinuation<TransactionOutcome?, Never>]] = [:]
     private var waiterCount = 0
@@ -44,188 +56,162 @@ public actor Node {
     private let blocksCounter = Counter(label: "civitas_blocks_committed_total")
     private let heightGauge = Gauge(label: "civitas_block_height")
     private let mempoolGauge = Gauge(label: "civitas_mempool_transactions")
-    private let commitTimer = Metrics.Timer(label: "civitas_block_commit_seconds")
+    private let roundGauge = Gauge(label: "civitas_consensus_round")
 
     public init(
         genesis: Genesis, store: any KeyValueStore, validatorKey: PrivateKey?, limits: NodeLimits = .init(),
+        settings: ReplicaSettings = .init(), timing: NodeTiming = .realTime, transport: (any PeerTransport)? = nil,
         logger: Logger = Logger(label: "civitas.node")
     ) throws {
-        try genesis.validate()
+        self.replica = try Replica(
+            genesis: genesis, store: store, validatorKey: validatorKey, limits: limits.mempool, settings: settings, logger: logger)
         self.genesis = genesis
-        self.hasher = ChainHasher(genesis.hashSuite)
-        self.genesisHash = genesis.hash(using: hasher)
-        self.validators = try genesis.validatorSet()
+        self.hasher = replica.hasher
+        self.genesisHash = replica.genesisHash
+        self.validators = replica.validators
         self.logger = logger
         self.limits = limits
-        guard validators.validators.count == 1 else {
-            throw NodeError(
-                .unsupportedValidatorSet,
-                "genesis lists \(validators.validators.count) validators; this node runs single-validator chains")
-        }
-        if let validatorKey {
-            guard let index = validators.index(of: validatorKey.publicKey) else {
-                throw NodeError(.notAValidator, "key \(validatorKey.publicKey) is not a validator in genesis")
-            }
-            validatorIndex = index
-        } else {
-            validatorIndex = nil
-        }
-        self.validatorKey = validatorKey
-        self.ledger = Ledger(store: store, hasher: hasher)
-        self.state = StateStore(store: store, hasher: hasher)
-        self.executor = Executor(chainId: genesis.chainId, hasher: hasher)
-        self.mempool = Mempool(limits: limits.mempool)
-        self.head = try Self.openChain(genesis: genesis, genesisHash: genesisHash, ledger: ledger, state: state, hasher: hasher)
-        let safetyData = try ledger.safetyData().map { try SafetyData(canonicalBytes: $0) }
-        self.safety = SafetyRules(data: safetyData ?? SafetyData(epoch: 0))
-        let opened = head.block.header
+        self.timing = timing
+        self.transport = transport
+        if case .manual(let start) = timing { manualNow = start }
+        self.ledger = Ledger(store: store, hasher: replica.hasher)
+        self.state = StateStore(store: store, hasher: replica.hasher)
+        let opened = replica.head.block.header
         logger.info("chain \(genesis.chainId) at height \(opened.height), state root \(opened.stateRoot)")
     }
 
-    /// Loads the last committed block, or writes block 0 from the genesis on first start.
-    private static func openChain(
-        genesis: Genesis, genesisHash: Hash, ledger: Ledger, state: StateStore, hasher: ChainHasher
-    ) throws -> CommittedBlock {
-        if let height = try ledger.committedHeight() {
-            guard try ledger.genesisHash() == genesisHash else {
-                throw NodeError(.genesisMismatch, "the data directory holds another chain than this genesis file")
-            }
-            guard let block = try ledger.block(at: height) else {
-                throw NodeError(.storage, "committed height \(height) has no block")
-            }
-            return block
-        }
-        let (root, batch) = try state.stage(root: StateTree.emptyRoot, changes: Executor.genesisChanges(genesis, hasher: hasher))
-        let header = BlockHeader(
-            chainId: genesis.chainId, epoch: 0, height: 0, round: 0, parent: genesisHash, proposer: 0,
-            timestampMilliseconds: genesis.timestampMilliseconds, transactionCount: 0, transactionsRoot: .zero,
-            receiptsRoot: .zero, stateRoot: root)
-        let block = Block(header: header, transactions: [])
-        try ledger.commit(block, certificate: nil, receipts: [], transactionIds: [], genesisHash: genesisHash, batch: batch)
-        return CommittedBlock(block: block, hash: header.hash(using: hasher), certificate: nil)
+    private var now: UInt64 {
+        if case .manual = timing { return manualNow }
+        return wallClockMilliseconds()
     }
 
-    // MARK: Admission
+    /// Connects the node to its peers; messages sent before this are dropped (peers
+    /// catch up on what they missed).
+    public func attach(_ transport: any PeerTransport) {
+        self.transport = transport
+    }
+
+    private func startIfNeeded() {
+        guard !started else { return }
+        started = true
+        do { perform(try replica.start(now: now)) } catch {
+            logger.critical("node failed to start: \(error)")
+            fatalError("node failed to start: \(error)")
+        }
+    }
+
+    // MARK: Inputs
 
     /// Checks a verified transaction against the chain and admits it to the mempool.
     public func submit(_ transaction: VerifiedTransaction) throws(TransactionError) {
-        let body = transaction.body
-        let nextHeight = head.block.header.height + 1
-        guard body.chainId == genesis.chainId else {
-            throw TransactionError(.wrongChain, "transaction for chain \(body.chainId), this is \(genesis.chainId)")
-        }
-        guard genesis.signatureSchemes.contains(body.sender.scheme) else {
-            throw TransactionError(.schemeNotAccepted, "this chain does not accept \(body.sender.scheme) signatures")
-        }
-        guard body.expiryHeight >= nextHeight else {
-            throw TransactionError(.expired, "expired at height \(body.expiryHeight); next block is \(nextHeight)")
-        }
-        let intrinsic = GasSchedule.intrinsic(transactionBytes: transaction.encodedSize)
-        guard body.gasLimit >= intrinsic else {
-            throw TransactionError(.gasLimitTooLow, "gas limit \(body.gasLimit) is below the intrinsic \(intrinsic)")
-        }
-        guard body.gasLimit <= genesis.consensus.blockGasMax else {
-            throw TransactionError(.gasLimitTooHigh, "gas limit \(body.gasLimit) exceeds the block's \(genesis.consensus.blockGasMax)")
-        }
-        let sender = Address(of: body.sender, using: hasher)
-        guard (try? state.value(for: StateKeys.organisation(sender))) ?? nil != nil else {
-            throw TransactionError(.unknownSender, "sender \(body.sender.scheme):\(sender) belongs to no organisation")
-        }
-        guard (try? ledger.location(ofTransaction: transaction.id)) ?? nil == nil else {
-            throw TransactionError(.duplicate, "transaction \(transaction.id) is already committed")
-        }
-        try mempool.admit(transaction, sender: sender, accountNonce: accountNonce(sender))
-        mempoolGauge.record(mempool.count)
+        startIfNeeded()
+        perform(try replica.submit(transaction, now: now))
+        mempoolGauge.record(replica.mempool.count)
     }
 
-    private func accountNonce(_ address: Address) -> UInt64 {
-        (try? StateKeys.decodeU64(state.value(for: StateKeys.nonce(address)))) ?? 0
+    /// A message from validator `peer`, decoded by the transport.
+    public func receive(_ message: PeerMessage, from peer: UInt16) {
+        startIfNeeded()
+        perform(replica.receive(message, from: peer, now: now))
     }
 
-    // MARK: Block production
+    /// Transactions gossiped by `peer`: their signatures are checked here, off the
+    /// node's own executor and across cores, before they reach the mempool.
+    public nonisolated func receiveGossip(_ transactions: [SignedTransaction], from peer: UInt16) async {
+        let hasher = self.hasher
+        let verifier = self.verifier
+        let verified = transactions.compactMap { try? VerifiedTransaction.verify($0, hasher: hasher, verifier: verifier) }
+        await admitGossip(verified)
+    }
 
-    /// Produces, executes and commits one block if transactions are waiting. Returns the
-    /// committed block, or nil when there was nothing to do or this node is no validator.
-    @discardableResult
-    public func produceBlock(timestampMilliseconds: UInt64) throws -> CommittedBlock? {
-        guard let validatorKey, let validatorIndex, mempool.count > 0 else { return nil }
-        let start = DispatchTime.now().uptimeNanoseconds
-        let parent = head.block.header
-        let height = parent.height + 1
-        let round = height
-        let picked = mempool.reap(
-            countMax: Int(genesis.consensus.blockTransactionsMax), gasMax: genesis.consensus.blockGasMax,
-            accountNonce: accountNonce)
-        if picked.isEmpty { return nil }
+    private func admitGossip(_ transactions: [VerifiedTransaction]) {
+        startIfNeeded()
+        perform(replica.receive(gossiped: transactions, now: now))
+        mempoolGauge.record(replica.mempool.count)
+    }
 
-        let execution = executor.execute(picked, height: height, base: state)
-        let (stateRoot, batch) = try state.stage(root: parent.stateRoot, changes: execution.changes)
-        let ids = picked.map(\.id)
-        let header = BlockHeader(
-            chainId: genesis.chainId, epoch: validators.epoch, height: height, round: round, parent: head.hash,
-            proposer: validatorIndex, timestampMilliseconds: max(timestampMilliseconds, parent.timestampMilliseconds),
-            transactionCount: UInt32(picked.count), transactionsRoot: hasher.merkleRoot(ids),
-            receiptsRoot: hasher.merkleRoot(execution.receipts.map { $0.hash(using: hasher) }), stateRoot: stateRoot)
-        let block = Block(header: header, transactions: picked.map(\.transaction))
-        let blockHash = header.hash(using: hasher)
-
-        // Persist before you vote: the safety data is durable before the signature exists.
-        // A single validator is the whole quorum: its certificate commits the block itself.
-        let proposal = VoteData(
-            chainId: genesis.chainId, epoch: validators.epoch, round: round, height: height, blockHash: blockHash,
-            commitHeight: height, commitHash: blockHash)
-        let vote = proposal
-        let persist = try safety.vote(blockRound: round, certifiedRound: round - 1, timeout: nil)
-        try ledger.persistSafety(persist.canonicalBytes)
-        var collector = VoteCollector(validators: validators, vote: vote)
-        guard let certificate = collector.add(validator: validatorIndex, signature: try validatorKey.sign(vote.signingMessage)) else {
-            preconditionFailure("a single validator holds the whole quorum")
+    /// Runs the node until cancelled: its timers fire on their own.
+    public func run() async {
+        startIfNeeded()
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: .seconds(3_600)) } catch { return }
         }
-
-        try ledger.commit(block, certificate: certificate, receipts: execution.receipts, transactionIds: ids, genesisHash: nil, batch: batch)
-        head = CommittedBlock(block: block, hash: blockHash, certificate: certificate)
-        afterCommit(block: block, hash: blockHash, ids: ids, receipts: execution.receipts, senders: picked.map { Address(of: $0.body.sender, using: hasher) })
-        commitTimer.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - start))
-        return head
     }
 
-    private func afterCommit(block: Block, hash: Hash, ids: [Hash], receipts: [Receipt], senders: [Address]) {
-        let height = block.header.height
-        mempool.prune(senders: Set(senders), nextHeight: height + 1, accountNonce: accountNonce)
-        if height % 64 == 0 { mempool.pruneExpired(nextHeight: height + 1) }
-        let failures = receipts.filter { !$0.status.isSuccess }.count
-        committedCounter.increment(by: receipts.count)
+    /// Moves a manual clock forward, firing every timer that falls due on the way in
+    /// order. Only for nodes created with `.manual` timing.
+    public func advance(byMilliseconds milliseconds: UInt64) {
+        guard case .manual = timing else { preconditionFailure("advance(byMilliseconds:) needs manual timing") }
+        startIfNeeded()
+        let target = manualNow + milliseconds
+        var fired = 0
+        while let next = manualTimers.min(by: { ($0.deadline, $0.sequence) < ($1.deadline, $1.sequence) }), next.deadline <= target {
+            manualTimers.removeAll { $0.sequence == next.sequence }
+            manualNow = max(manualNow, next.deadline)
+            perform(replica.timerFired(next.timer, now: manualNow))
+            fired += 1
+            precondition(fired < 1_000_000, "timers keep rescheduling themselves at no distance")
+        }
+        manualNow = target
+    }
+
+    private func fire(_ timer: ReplicaTimer) {
+        perform(replica.timerFired(timer, now: now))
+    }
+
+    private func perform(_ effects: [ReplicaEffect]) {
+        for effect in effects {
+            switch effect {
+            case .send(let message, let peer):
+                transport?.send(message, to: peer)
+            case .broadcast(let message):
+                transport?.broadcast(message)
+            case .timer(let timer, let milliseconds):
+                schedule(timer, after: milliseconds)
+            case .committed(let notice):
+                committed(notice)
+            }
+        }
+        roundGauge.record(Int(replica.consensus.round))
+    }
+
+    private func schedule(_ timer: ReplicaTimer, after milliseconds: UInt64) {
+        switch timing {
+        case .manual:
+            timerSequence += 1
+            manualTimers.append((manualNow + milliseconds, timerSequence, timer))
+        case .realTime:
+            Task { [weak self] in
+                try? await Task.sleep(for: .milliseconds(Int64(milliseconds)))
+                await self?.fire(timer)
+            }
+        }
+    }
+
+    private func committed(_ notice: CommitNotice) {
+        let height = notice.block.header.height
+        let failures = notice.receipts.filter { !$0.status.isSuccess }.count
+        committedCounter.increment(by: notice.receipts.count)
         failedCounter.increment(by: failures)
         blocksCounter.increment()
         heightGauge.record(Int(height))
-        mempoolGauge.record(mempool.count)
-
-        for (index, id) in ids.enumerated() {
+        mempoolGauge.record(replica.mempool.count)
+        for (index, id) in notice.transactionIds.enumerated() {
             guard let pending = waiters.removeValue(forKey: id) else { continue }
             waiterCount -= pending.count
             let outcome = TransactionOutcome(
-                transaction: block.transactions[index], id: id,
-                location: TransactionLocation(height: height, index: UInt32(index)), blockHash: hash, receipt: receipts[index])
+                transaction: notice.block.transactions[index], id: id,
+                location: TransactionLocation(height: height, index: UInt32(index)), blockHash: notice.hash,
+                receipt: notice.receipts[index])
             for continuation in pending.values { continuation.resume(returning: outcome) }
         }
         let event = ChainEvent(
-            height: height, blockHash: hash, stateRoot: block.header.stateRoot, transactionCount: ids.count,
-            transactions: zip(ids, receipts).map { .init(transactionId: $0, success: $1.status.isSuccess, events: $1.events) })
+            height: height, blockHash: notice.hash, stateRoot: notice.block.header.stateRoot,
+            transactionCount: notice.transactionIds.count,
+            transactions: zip(notice.transactionIds, notice.receipts).map {
+                .init(transactionId: $0, success: $1.status.isSuccess, events: $1.events)
+            })
         for subscriber in subscribers.values { subscriber.yield(event) }
-    }
-
-    /// Produces blocks until cancelled: every block interval, if transactions wait.
-    public func run(clock: some Clock<Duration> = ContinuousClock(), now: @Sendable () -> UInt64 = wallClockMilliseconds) async {
-        let interval = Duration.milliseconds(Int64(genesis.consensus.blockIntervalMilliseconds))
-        while !Task.isCancelled {
-            do { try await clock.sleep(for: interval) } catch { return }
-            do { try produceBlock(timestampMilliseconds: now()) } catch {
-                // A failed commit leaves the store at the previous block; going on could
-                // report blocks that are not durable. Stop; a restart resumes from disk.
-                logger.critical("block commit failed: \(error)")
-                fatalError("block commit failed: \(error)")
-            }
-        }
     }
 
     // MARK: Waiting and streaming
@@ -276,13 +262,15 @@ public actor Node {
     // MARK: Queries
 
     public func status() -> NodeStatus {
-        NodeStatus(
+        let head = replica.head
+        return NodeStatus(
             chainId: genesis.chainId, hashSuite: genesis.hashSuite, height: head.block.header.height, blockHash: head.hash,
-            stateRoot: head.block.header.stateRoot, mempoolTransactions: mempool.count, mempoolBytes: mempool.byteCount,
-            validatorIndex: validatorIndex, genesisHash: genesisHash)
+            stateRoot: head.block.header.stateRoot, mempoolTransactions: replica.mempool.count,
+            mempoolBytes: replica.mempool.byteCount, validatorIndex: replica.validatorIndex, genesisHash: genesisHash,
+            round: replica.consensus.round)
     }
 
-    public var latest: CommittedBlock { head }
+    public var latest: CommittedBlock { replica.head }
 
     public func block(at height: UInt64) throws(NodeError) -> CommittedBlock? {
         do { return try ledger.block(at: height) } catch { throw NodeError(.storage, error.description) }
@@ -306,13 +294,14 @@ public actor Node {
         } catch { throw NodeError(.storage, error.description) }
     }
 
-    public func isPending(_ id: Hash) -> Bool { mempool.contains(id) }
+    public func isPending(_ id: Hash) -> Bool { replica.mempool.contains(id) }
 
     /// The value of a raw state key at `height` (latest when nil) with its proof.
     public func prove(_ key: [UInt8], height: UInt64?) throws(NodeError) -> StateProofBundle {
-        let target = height ?? head.block.header.height
-        guard target <= head.block.header.height else {
-            throw NodeError(.heightNotCommitted, "height \(target) is above the committed \(head.block.header.height)")
+        let tip = replica.head.block.header.height
+        let target = height ?? tip
+        guard target <= tip else {
+            throw NodeError(.heightNotCommitted, "height \(target) is above the committed \(tip)")
         }
         guard let committed = try block(at: target) else { throw NodeError(.notFound, "no block at \(target)") }
         guard let certificate = committed.certificate else {

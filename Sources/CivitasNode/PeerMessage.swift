@@ -65,10 +65,7 @@ extension SyncResponse: CanonicalCodable {
         } else {
             writer.u8(0)
         }
-        writer.list(certified, max: Int(Self.blocksMax)) { writer, entry in
-            writer.encode(entry.block)
-            writer.encode(entry.certificate)
-        }
+        writer.list(certified, max: Int(Self.blocksMax)) { $0.encode($1) }
     }
 
     public init(from reader: inout CanonicalReader) throws(CodecError) {
@@ -81,12 +78,23 @@ extension SyncResponse: CanonicalCodable {
         case let tag: throw .unknownTag(field: "commit certificate present", tag: tag)
         }
         certified = try reader.list("certified blocks", max: Int(Self.blocksMax)) {
-            (reader: inout CanonicalReader) throws(CodecError) in
-            Certified(block: try reader.decode(Block.self), certificate: try reader.decode(QuorumCertificate.self))
+            (reader: inout CanonicalReader) throws(CodecError) in try reader.decode(Certified.self)
         }
         guard commitCertificate != nil || committed.isEmpty else {
             throw .invalid(field: "sync response", reason: "committed blocks without a commit certificate")
         }
+    }
+}
+
+extension SyncResponse.Certified: CanonicalCodable {
+    public func encode(to writer: inout CanonicalWriter) {
+        writer.encode(block)
+        writer.encode(certificate)
+    }
+
+    public init(from reader: inout CanonicalReader) throws(CodecError) {
+        block = try reader.decode(Block.self)
+        certificate = try reader.decode(QuorumCertificate.self)
     }
 }
 

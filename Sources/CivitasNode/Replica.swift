@@ -164,7 +164,17 @@ public final class Replica {
 
     public func start(now: UInt64) throws -> [ReplicaEffect] {
         self.now = now
+        // The first block also waits one interval for transactions to collect.
+        lastProposalMilliseconds = now
         var effects: [ReplicaEffect] = []
+        // Blocks certified before a restart: executed again on their parents and handed
+        // back to the consensus, which goes on from the highest.
+        for entry in try ledger.certifiedBlocks(above: head.block.header.height) {
+            let hash = entry.block.header.hash(using: hasher)
+            guard entry.certificate.vote.blockHash == hash, validate(entry.block) else { continue }
+            certificates[hash] = entry.certificate
+            try apply(consensus.handle(.certifiedBlock(BlockInfo(header: entry.block.header, hash: hash), certificate: entry.certificate)), &effects)
+        }
         try apply(consensus.start(), &effects)
         return effects
     }
@@ -297,6 +307,7 @@ public final class Replica {
     // MARK: Consensus actions
 
     private func apply(_ actions: [ConsensusAction], _ effects: inout [ReplicaEffect]) throws {
+        defer { keepCertifiedTip() }
         for action in actions {
             switch action {
             case .persist(let data):
@@ -322,6 +333,17 @@ public final class Replica {
                 logger.debug("consensus refused: \(error)")
             }
         }
+    }
+
+    private var keptCertificate: Hash?
+
+    /// Keeps the highest certified block on disk, so a restart (even of a lone
+    /// validator, which has no peer to fetch it from) can extend it.
+    private func keepCertifiedTip() {
+        let certificate = consensus.highestCertificate
+        guard certificate.vote.blockHash != keptCertificate, let block = executed[certificate.vote.blockHash] else { return }
+        keptCertificate = certificate.vote.blockHash
+        do { try ledger.keepCertified(.init(block: block.block, certificate: certificate)) } catch { fatal(error) }
     }
 
     // MARK: Execution

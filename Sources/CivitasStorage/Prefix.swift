@@ -17,6 +17,9 @@ public enum StorePrefix: UInt8, Sendable {
     case stateValue = 0x76
     /// `m` + name → node metadata (last committed height, genesis hash).
     case metadata = 0x6d
+    /// `p` + block hash → a certified block not yet committed, with its certificate, so
+    /// that a restarted node can go on from its certified tip.
+    case certifiedBlock = 0x70
 
     public func key(_ rest: [UInt8]) -> [UInt8] { [rawValue] + rest }
 

@@ -42,7 +42,13 @@ public struct TestChain: Sendable {
             timestampMilliseconds: 1_700_000_000_000)
     }
 
+    /// A node whose clock moves only with `advance(byMilliseconds:)` (or `produceBlock`).
     public func node(store: any KeyValueStore = MemoryStore(), limits: NodeLimits = .init()) throws -> Node {
+        try Node(genesis: genesis, store: store, validatorKey: validator, limits: limits, timing: .manual(startMilliseconds: 1_000))
+    }
+
+    /// A node on the system clock, producing blocks by itself once `run()` is called.
+    public func liveNode(store: any KeyValueStore = MemoryStore(), limits: NodeLimits = .init()) throws -> Node {
         try Node(genesis: genesis, store: store, validatorKey: validator, limits: limits)
     }
 
@@ -58,6 +64,19 @@ public struct TestChain: Sendable {
     ) -> VerifiedTransaction {
         let (signed, _) = try! builder(client).sign(call: call, nonce: nonce, expiryHeight: expiryHeight, gasLimit: gasLimit)
         return try! VerifiedTransaction.verify(signed, hasher: hasher, verifier: SignatureVerifiers())
+    }
+}
+
+extension Node {
+    /// Moves a manual clock by one block interval: pending transactions are proposed,
+    /// certified and committed (one validator is the whole quorum). Returns the latest
+    /// committed block if it moved.
+    @discardableResult
+    public func produceBlock() async -> CommittedBlock? {
+        let before = await latest.block.header.height
+        await advance(byMilliseconds: genesis.consensus.blockIntervalMilliseconds)
+        let after = await latest
+        return after.block.header.height > before ? after : nil
     }
 }
 

@@ -65,7 +65,7 @@ import Testing
 
     @Test func answersMatchTheDocument() async throws {
         let checker = Checker(document: document)
-        let node = try chain.node(limits: NodeLimits(subscribersMax: 1))
+        let node = try chain.liveNode(limits: NodeLimits(subscribersMax: 1))
         let api = API(node: node, limits: APILimits(requestBytesMax: 4_096, batchBytesMax: 64 * 1024, batchTransactionsMax: 10))
         let owner = chain.address(chain.clients[0])
 
