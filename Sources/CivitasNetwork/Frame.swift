@@ -4,14 +4,10 @@ import NIOCore
 /// the kind byte and the payload (docs/protocol.md, "Peer frames").
 public struct Frame: Equatable, Sendable {
     public enum Kind: UInt8, Sendable, CaseIterable {
+        /// The first frame each way: chain, validator index, signature (docs/protocol.md).
         case hello = 1
-        case consensus = 2
-        case batch = 3
-        case batchRequest = 4
-        case blockRequest = 5
-        case blockResponse = 6
-        case ping = 7
-        case pong = 8
+        /// A peer message: consensus, gossiped transactions, catch-up.
+        case message = 2
     }
 
     public var kind: Kind

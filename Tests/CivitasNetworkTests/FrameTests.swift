@@ -13,8 +13,8 @@ import Testing
 
     @Test func framesRoundTripAcrossArbitrarySplits() throws {
         let frames = [
-            Frame(kind: .consensus, bytes: [1, 2, 3]), Frame(kind: .ping, bytes: []),
-            Frame(kind: .batch, bytes: [UInt8](repeating: 7, count: 500)),
+            Frame(kind: .message, bytes: [1, 2, 3]), Frame(kind: .hello, bytes: []),
+            Frame(kind: .message, bytes: [UInt8](repeating: 7, count: 500)),
         ]
         let writer = try channel()
         var wire = ByteBuffer()
