@@ -97,7 +97,7 @@ let package = Package(
         .target(
             name: "CivitasCommands",
             dependencies: [
-                "CivitasCore", "CivitasCrypto", "CivitasStorage", "CivitasNode", "CivitasAPI", "CivitasClient",
+                "CivitasCore", "CivitasCrypto", "CivitasStorage", "CivitasNode", "CivitasAPI", "CivitasClient", "CivitasNetwork",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -109,7 +109,7 @@ let package = Package(
             name: "CivitasTesting",
             dependencies: [
                 "CivitasCore", "CivitasCrypto", "CivitasStorage", "CivitasNode", "CivitasClient", "CivitasConsensus",
-                "CivitasModules", .product(name: "HeapModule", package: "swift-collections"),
+                "CivitasModules", "CivitasNetwork", .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),

@@ -17,10 +17,10 @@ struct Devnet: AsyncParsableCommand {
         @Option(help: "Directory of the network.")
         var dir: String
 
-        @Option(help: "Number of validators (this version: 1).")
-        var validators = 1
+        @Option(help: "Number of validators of a new network, one organisation each (1 to 16).")
+        var validators = 4
 
-        @Option(help: "API port of node0; node i listens on base-port + i.")
+        @Option(help: "API port of node0 of a new network; node i: base-port + i, peers: base-port + 100 + i; 0 picks free ports.")
         var basePort = 7700
 
         @Option(help: "Hash suite of a new network: sha256 or sm3.")

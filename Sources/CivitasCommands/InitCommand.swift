@@ -2,7 +2,11 @@ import ArgumentParser
 import CivitasClient
 import CivitasCore
 import CivitasCrypto
+import CivitasNetwork
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Writes a new network into a directory: `genesis.json`, organisation keys in `keys/`,
 /// and one home per validator (`node0/`, …) with its `node.json` and validator key.
@@ -25,13 +29,14 @@ struct NetworkLayout {
         guard schemes.contains(keyScheme) else {
             throw CommandError("--scheme \(keyScheme) is not among the accepted --schemes")
         }
-        guard organisations == 1 else {
-            throw CommandError("this version runs single-validator networks; multi-validator BFT is not built yet")
-        }
+        guard (1...16).contains(organisations) else { throw CommandError("a local network has 1 to 16 validators") }
         let hasher = ChainHasher(hashSuite)
         try FileSystem.createDirectory(directory + "/keys")
+        // Ports: API base+i and peer base+100+i, or free ones picked now when base is 0.
+        let ports = basePort == 0 ? try FreePorts.pick(2 * organisations) : (0..<organisations).map { basePort + $0 } + (0..<organisations).map { basePort + 100 + $0 }
         var orgs: [Genesis.Organisation] = []
         var allocations: [Genesis.Allocation] = []
+        var nodeIdentities: [TLSIdentity] = []
         for index in 0..<organisations {
             let id = "org\(index + 1)"
             let admin = try PrivateKey.generate(keyScheme)
@@ -40,6 +45,15 @@ struct NetworkLayout {
             let home = Self.nodeHome(directory, index)
             try FileSystem.createDirectory(home + "/keys")
             try KeyFile(validator, hasher: hasher).write(to: home + "/keys/validator.json")
+            // Each organisation's CA signs its own node's TLS certificate; the CA key stays
+            // with the organisation (here, in the network's keys directory).
+            let authority = try TLSIdentity.makeAuthority(organisation: id)
+            try FileSystem.write(Data(authority.certificatePEM.utf8), to: "\(directory)/keys/\(id)-ca-certificate.pem")
+            try FileSystem.writeSecret(Data(authority.privateKeyPEM.utf8), to: "\(directory)/keys/\(id)-ca-key.pem")
+            let node = try authority.issueNode(named: "node\(index)")
+            try FileSystem.write(Data(node.certificatePEM.utf8), to: home + "/keys/tls-certificate.pem")
+            try FileSystem.writeSecret(Data(node.privateKeyPEM.utf8), to: home + "/keys/tls-key.pem")
+            nodeIdentities.append(node)
             var members: [PublicKey] = []
             if index == 0 {
                 let client = try PrivateKey.generate(keyScheme)
@@ -50,7 +64,7 @@ struct NetworkLayout {
             orgs.append(
                 .init(
                     id: id, name: "Organisation \(index + 1)", admins: [admin.publicKey], members: members,
-                    validators: [.init(publicKey: validator.publicKey, power: 1)]))
+                    validators: [.init(publicKey: validator.publicKey, power: 1)], tlsAuthority: authority.certificatePEM))
         }
         let genesis = Genesis(
             chainId: chainId, hashSuite: hashSuite, signatureSchemes: schemes, organisations: orgs, allocations: allocations,
@@ -60,9 +74,40 @@ struct NetworkLayout {
         for index in 0..<organisations {
             let home = Self.nodeHome(directory, index)
             try genesis.write(to: URL(fileURLWithPath: home + "/genesis.json"))
-            try NodeConfig(apiPort: basePort == 0 ? 0 : basePort + index).write(home: home)
+            let peers = (0..<organisations).filter { $0 != index }.map {
+                NodeConfig.Peer(validator: $0, host: "127.0.0.1", port: ports[organisations + $0])
+            }
+            try NodeConfig(apiPort: ports[index], p2pPort: ports[organisations + index], peers: peers).write(home: home)
         }
         return genesis
+    }
+}
+
+/// Free TCP ports on 127.0.0.1, all held open together while picked so they differ.
+enum FreePorts {
+    static func pick(_ count: Int) throws -> [Int] {
+        var sockets: [Int32] = []
+        defer { for socket in sockets { close(socket) } }
+        var ports: [Int] = []
+        for _ in 0..<count {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            guard fd >= 0 else { throw CommandError("cannot open a socket to pick a port") }
+            sockets.append(fd)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = 0
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            guard bound == 0 else { throw CommandError("cannot bind a socket to pick a port") }
+            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            _ = withUnsafeMutablePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+            }
+            ports.append(Int(UInt16(bigEndian: address.sin_port)))
+        }
+        return ports
     }
 }
 
@@ -70,9 +115,10 @@ struct Init: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Create a network: genesis, organisation keys and validator homes.",
         discussion: """
-            Writes DIR/genesis.json, DIR/keys/ (organisation admin keys and a funded client key) and \
-            DIR/node0/ (node.json, genesis.json, keys/validator.json). Start the node with \
-            `civitas node run --home DIR/node0`.
+            Writes DIR/genesis.json, DIR/keys/ (per organisation: admin key, TLS CA certificate and key; \
+            a funded client key) and DIR/nodeI/ for each validator (node.json, genesis.json, \
+            keys/validator.json, keys/tls-certificate.pem, keys/tls-key.pem). Start each node with \
+            `civitas node run --home DIR/nodeI`, or all of them with `civitas devnet start --dir DIR`.
             """)
 
     @Option(help: "Directory to create the network in.")
@@ -90,17 +136,20 @@ struct Init: AsyncParsableCommand {
     @Option(help: "Scheme of the keys generated here.")
     var scheme: SignatureScheme = .ed25519
 
-    @Option(help: "API port of node0 (node i listens on port + i); 0 picks free ports.")
+    @Option(help: "API port of node0 (node i: port + i; its peer port: port + 100 + i); 0 picks free ports.")
     var apiPort = 7700
+
+    @Option(help: "Number of organisations, each with one validator node (1 to 16).")
+    var validators = 4
 
     func run() async throws {
         let genesis = try NetworkLayout(
-            directory: home, chainId: chainId, hashSuite: hashSuite, schemes: schemes, keyScheme: scheme, organisations: 1,
+            directory: home, chainId: chainId, hashSuite: hashSuite, schemes: schemes, keyScheme: scheme, organisations: validators,
             basePort: apiPort
         ).write()
         print("created chain \(genesis.chainId) (\(genesis.hashSuite.name); schemes \(genesis.signatureSchemes.map(\.name).joined(separator: ", ")))")
         print("genesis: \(home)/genesis.json")
         print("client key: \(home)/keys/client.json")
-        print("run: civitas node run --home \(NetworkLayout.nodeHome(home, 0))")
+        print("run: civitas node run --home \(NetworkLayout.nodeHome(home, 0)) (and node1… for the other validators)")
     }
 }

@@ -3,6 +3,7 @@ import CivitasAPI
 import CivitasClient
 import CivitasCore
 import CivitasCrypto
+import CivitasNetwork
 import CivitasNode
 import CivitasStorage
 import Foundation
@@ -37,6 +38,7 @@ struct NodeCommand: AsyncParsableCommand {
             MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
             let node = try Node(genesis: genesis, store: store, validatorKey: validatorKey, limits: config.limits, logger: logger)
             let api = API(node: node, limits: config.apiLimits, metrics: registry)
+            let peers = try await startNetwork(config: config, genesis: genesis, node: node, validatorKey: validatorKey, logger: logger)
 
             let serverLogger = logger
             let pidFile = home + "/node.pid"
@@ -62,15 +64,88 @@ struct NodeCommand: AsyncParsableCommand {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { await node.run() }
                 group.addTask { try await app.runService() }
-                // The API returns on SIGTERM/SIGINT; block production then stops too.
+                if let peers { group.addTask { await peers.deliver(to: node) } }
+                // The API returns on SIGTERM/SIGINT; the node and its network then stop too.
                 _ = try await group.next()
                 group.cancelAll()
             }
+            await peers?.network.shutdown()
             logger.info("node stopped")
+        }
+
+        /// Connects a validator of a multi-validator chain to its peers over mutual TLS.
+        func startNetwork(
+            config: NodeConfig, genesis: Genesis, node: Node, validatorKey: PrivateKey?, logger: Logger
+        ) async throws -> PeerLink? {
+            guard node.validators.validators.count > 1 else { return nil }
+            guard let validatorKey else {
+                throw CommandError("\(home)/node.json names no validatorKey; nodes that do not vote cannot join the validators' network yet")
+            }
+            var authorities: [String: String] = [:]
+            for org in genesis.organisations { authorities[org.id] = org.tlsAuthority }
+            let identity = TLSIdentity(
+                certificatePEM: String(decoding: try FileSystem.read(resolve(config.tlsCertificate)), as: UTF8.self),
+                privateKeyPEM: String(decoding: try FileSystem.read(resolve(config.tlsKey)), as: UTF8.self))
+            let peers = Dictionary(
+                config.peers.map { (UInt16($0.validator), PeerAddress(host: $0.host, port: $0.port)) }, uniquingKeysWith: { $1 })
+            let link = try PeerLink(
+                config: PeerNetworkConfig(
+                    chainId: genesis.chainId, genesisHash: node.genesisHash, validators: node.validators, authorities: authorities,
+                    validatorKey: validatorKey, identity: identity, listen: PeerAddress(host: config.p2pHost, port: config.p2pPort),
+                    peers: peers),
+                logger: logger)
+            let port = try await link.network.start()
+            try FileSystem.write(Data("\(config.p2pHost):\(port)\n".utf8), to: home + "/p2p.addr")
+            logger.info("validator network listening on \(config.p2pHost):\(port), \(peers.count) peers")
+            await node.attach(NetworkTransport(network: link.network))
+            return link
         }
 
         func resolve(_ path: String) -> String {
             path.hasPrefix("/") ? path : home + "/" + path
+        }
+    }
+}
+
+/// Peer messages travel as frames of the validators' network.
+struct NetworkTransport: PeerTransport {
+    let network: PeerNetwork
+
+    func send(_ message: PeerMessage, to validator: UInt16) {
+        network.send(Frame(kind: .message, bytes: message.canonicalBytes), to: validator)
+    }
+
+    func broadcast(_ message: PeerMessage) {
+        network.broadcast(Frame(kind: .message, bytes: message.canonicalBytes))
+    }
+}
+
+/// The network with the queue of what peers sent, delivered to the node in order of
+/// arrival by one task. The queue is bounded: beyond it the newest frames are dropped,
+/// which consensus and catch-up recover from, instead of growing without limit.
+final class PeerLink: Sendable {
+    let network: PeerNetwork
+    let inbound: AsyncStream<(UInt16, Frame)>
+
+    init(config: PeerNetworkConfig, logger: Logger) throws {
+        let (stream, continuation) = AsyncStream<(UInt16, Frame)>.makeStream(bufferingPolicy: .bufferingOldest(20_000))
+        inbound = stream
+        network = try PeerNetwork(config: config, logger: logger) { peer, frame in continuation.yield((peer, frame)) }
+    }
+
+    func deliver(to node: Node) async {
+        for await (peer, frame) in inbound {
+            guard frame.kind == .message else { continue }
+            let message: PeerMessage
+            do { message = try PeerMessage(canonicalBytes: frame.bytes) } catch {
+                node.logger.warning("validator \(peer) sent a malformed message: \(error)")
+                continue
+            }
+            if case .transactions(let transactions) = message {
+                await node.receiveGossip(transactions, from: peer)
+            } else {
+                await node.receive(message, from: peer)
+            }
         }
     }
 }

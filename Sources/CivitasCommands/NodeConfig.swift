@@ -15,12 +15,38 @@ public struct NodeConfig: Codable, Sendable, Equatable {
     public var logLevel: String
     public var limits: NodeLimits
     public var apiLimits: APILimits
+    /// Where other validators connect; 0 picks a free port (written to `p2p.addr`).
+    public var p2pHost: String
+    public var p2pPort: Int
+    /// This node's TLS certificate and key (PEM), issued by its organisation's CA.
+    public var tlsCertificate: String
+    public var tlsKey: String
+    /// The other validators' addresses, by validator index.
+    public var peers: [Peer]
+
+    public struct Peer: Codable, Sendable, Equatable {
+        public var validator: Int
+        public var host: String
+        public var port: Int
+
+        public init(validator: Int, host: String, port: Int) {
+            self.validator = validator
+            self.host = host
+            self.port = port
+        }
+    }
 
     public init(
         genesis: String = "genesis.json", validatorKey: String? = "keys/validator.json", dataDirectory: String = "data",
         apiHost: String = "127.0.0.1", apiPort: Int = 7700, logLevel: String = "info", limits: NodeLimits = .init(),
-        apiLimits: APILimits = .init()
+        apiLimits: APILimits = .init(), p2pHost: String = "127.0.0.1", p2pPort: Int = 7800,
+        tlsCertificate: String = "keys/tls-certificate.pem", tlsKey: String = "keys/tls-key.pem", peers: [Peer] = []
     ) {
+        self.p2pHost = p2pHost
+        self.p2pPort = p2pPort
+        self.tlsCertificate = tlsCertificate
+        self.tlsKey = tlsKey
+        self.peers = peers
         self.genesis = genesis
         self.validatorKey = validatorKey
         self.dataDirectory = dataDirectory
@@ -90,6 +116,12 @@ public struct NodeConfig: Codable, Sendable, Equatable {
     public func validate(path: String) throws {
         func fail(_ message: String) -> NodeError { NodeError(.config, "\(path): \(message)") }
         guard (0...65_535).contains(apiPort) else { throw fail("apiPort must be 0–65535, got \(apiPort)") }
+        guard (0...65_535).contains(p2pPort) else { throw fail("p2pPort must be 0–65535, got \(p2pPort)") }
+        for peer in peers {
+            guard (0...65_535).contains(peer.port), !peer.host.isEmpty, (0..<256).contains(peer.validator) else {
+                throw fail("peers: validator \(peer.validator) at \(peer.host):\(peer.port) is not a valid address")
+            }
+        }
         guard !apiHost.isEmpty else { throw fail("apiHost is empty") }
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw fail("logLevel must be one of trace, debug, info, notice, warning, error, critical; got \(logLevel)")

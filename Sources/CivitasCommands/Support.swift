@@ -30,6 +30,14 @@ enum FileSystem {
             throw CommandError("cannot write \(path): \(error.localizedDescription)")
         }
     }
+
+    /// A private key file: created readable by its owner only, never overwritten.
+    static func writeSecret(_ data: Data, to path: String) throws {
+        guard !exists(path) else { throw CommandError("\(path) exists; refusing to overwrite a key") }
+        guard FileManager.default.createFile(atPath: path, contents: data, attributes: [.posixPermissions: 0o600]) else {
+            throw CommandError("cannot write \(path)")
+        }
+    }
 }
 
 /// A failure the user must act on; printed as `error: …` with exit code 1.

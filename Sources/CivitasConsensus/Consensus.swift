@@ -328,12 +328,12 @@ public struct Consensus: Sendable {
             commitHeight: commits ? parent.height : 0, commitHash: commits ? parent.hash : .zero)
         let vote = Vote(data: data, validator: me, signature: sign(key, data.signingMessage))
         actions.append(.persist(persisted))
-        let next = config.leader(of: block.round + 1)
-        if next == me {
-            receive(vote, &actions)
-        } else {
-            actions.append(.send(.vote(vote), to: next))
-        }
+        // Votes go to every validator, not only the next leader: each forms the
+        // certificate itself, so commits are known one message delay after the votes,
+        // and a crashed next leader does not lose the certificate (the round after it
+        // extends it through the timeout certificate).
+        actions.append(.broadcast(.vote(vote)))
+        receive(vote, &actions)
     }
 
     // MARK: Votes

@@ -23,8 +23,10 @@ public struct TLSIdentity: Sendable, Equatable {
     /// A self-signed CA for one organisation (ECDSA P-256), valid for `years`. The
     /// genesis names its certificate; only certificates it issues may join the network
     /// as that organisation's nodes.
-    public static func makeAuthority(organisation: String, years: Int = 10, now: Date = Date()) throws -> TLSIdentity {
-        let key = P256.Signing.PrivateKey()
+    /// `seed` (32 bytes) makes the key and serial number reproducible, for simulations
+    /// that must replay exactly; real networks leave it out.
+    public static func makeAuthority(organisation: String, years: Int = 10, now: Date = Date(), seed: [UInt8]? = nil) throws -> TLSIdentity {
+        let key = try seed.map { try P256.Signing.PrivateKey(rawRepresentation: $0) } ?? P256.Signing.PrivateKey()
         let name = try DistinguishedName {
             OrganizationName(organisation)
             CommonName("\(organisation) Civitas CA")
@@ -34,8 +36,9 @@ public struct TLSIdentity: Sendable, Equatable {
             Critical(KeyUsage(keyCertSign: true, cRLSign: true))
             SubjectKeyIdentifier(hash: Certificate.PublicKey(key.publicKey))
         }
+        let serial = seed.map { Certificate.SerialNumber(bytes: Array($0.prefix(16))) } ?? .init()
         let certificate = try Certificate(
-            version: .v3, serialNumber: .init(), publicKey: .init(key.publicKey), notValidBefore: now.addingTimeInterval(-3_600),
+            version: .v3, serialNumber: serial, publicKey: .init(key.publicKey), notValidBefore: now.addingTimeInterval(-3_600),
             notValidAfter: now.addingTimeInterval(Double(years) * 365 * 86_400), issuer: name, subject: name,
             signatureAlgorithm: .ecdsaWithSHA256, extensions: extensions, issuerPrivateKey: .init(key))
         return TLSIdentity(certificatePEM: try certificate.serializeAsPEM().pemString, privateKeyPEM: key.pemRepresentation)

@@ -32,7 +32,7 @@ public actor Node {
     public nonisolated let hasher: ChainHasher
     public nonisolated let validators: ValidatorSet
     public nonisolated let verifier = SignatureVerifiers()
-    nonisolated let logger: Logger
+    public nonisolated let logger: Logger
 
     private let replica: Replica
     private let ledger: Ledger

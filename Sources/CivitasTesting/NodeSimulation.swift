@@ -3,6 +3,7 @@ import CivitasConsensus
 import CivitasCore
 import CivitasCrypto
 import CivitasModules
+import CivitasNetwork
 import CivitasNode
 import CivitasStorage
 import Foundation
@@ -124,7 +125,11 @@ public final class NodeSimulation {
                 .init(
                     id: "org\(index)", name: "Organisation \(index)", admins: [adminKeys[index].publicKey],
                     members: index == 0 ? clientKeys.map(\.publicKey) : [],
-                    validators: [.init(publicKey: key.publicKey, power: 1)])
+                    validators: [.init(publicKey: key.publicKey, power: 1)],
+                    tlsAuthority: try! TLSIdentity.makeAuthority(
+                        organisation: "org\(index)", now: Date(timeIntervalSince1970: 1_800_000_000),
+                        seed: [UInt8](repeating: UInt8(index + 1), count: 32)
+                    ).certificatePEM)
             },
             allocations: clientKeys.map { .init(account: $0.publicKey, amount: 1_000_000) },
             consensus: .init(blockIntervalMilliseconds: 20, blockTransactionsMax: 500),

@@ -343,8 +343,7 @@ final class CoreSimulation {
             chainId: chainId, epoch: 0, round: header.round, height: header.height, blockHash: hash,
             commitHeight: commits ? parent.height : 0, commitHash: commits ? header.parent : .zero)
         let vote = Vote(data: data, validator: instance.validator, signature: try! keys[Int(instance.validator)].sign(data.signingMessage))
-        let leader = UInt16(Int(header.round + 1) % settings.validators)
-        for target in targets(of: leader) where target != index { deliver(.vote(vote), from: index, to: target) }
+        for target in instances.indices where target != index { deliver(.vote(vote), from: index, to: target) }
     }
 
     func fetch(_ index: Int, _ certificate: QuorumCertificate) {

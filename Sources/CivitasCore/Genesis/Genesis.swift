@@ -21,15 +21,24 @@ public struct Genesis: Hashable, Sendable {
         /// Identities that may send transactions as this organisation's members.
         public var members: [PublicKey]
         public var validators: [ValidatorEntry]
+        /// The organisation's CA certificate (PEM): its nodes' TLS certificates must be
+        /// issued by it. Required when the chain has more than one validator.
+        public var tlsAuthority: String?
 
-        public init(id: String, name: String, admins: [PublicKey], members: [PublicKey], validators: [ValidatorEntry]) {
+        public init(
+            id: String, name: String, admins: [PublicKey], members: [PublicKey], validators: [ValidatorEntry],
+            tlsAuthority: String? = nil
+        ) {
             self.id = id
             self.name = name
             self.admins = admins
             self.members = members
             self.validators = validators
+            self.tlsAuthority = tlsAuthority
         }
     }
+
+    public static let tlsAuthorityBytesMax = 16 * 1024
 
     public struct ValidatorEntry: Hashable, Sendable, Codable {
         public var publicKey: PublicKey
@@ -133,6 +142,16 @@ extension Genesis {
             }
         }
         do { _ = try validatorSet() } catch { throw GenesisError(error.message) }
+        let validatorCount = organisations.reduce(0) { $0 + $1.validators.count }
+        for org in organisations {
+            if let authority = org.tlsAuthority {
+                guard authority.utf8.count <= Self.tlsAuthorityBytesMax, authority.contains("-----BEGIN CERTIFICATE-----") else {
+                    throw GenesisError("organisation \(org.id): tlsAuthority must be one PEM certificate of at most 16 KiB")
+                }
+            } else if validatorCount > 1 && !org.validators.isEmpty {
+                throw GenesisError("organisation \(org.id) runs validators but names no tlsAuthority; nodes of a multi-validator chain authenticate with TLS certificates from it")
+            }
+        }
         guard allocations.count <= Self.allocationsMax else { throw GenesisError("too many allocations") }
         var total: UInt64 = 0
         for allocation in allocations {
@@ -165,6 +184,12 @@ extension Genesis: CanonicalEncodable {
             writer.list(org.validators, max: Self.keysPerOrganisationMax) { writer, validator in
                 writer.encode(validator.publicKey)
                 writer.u64(validator.power)
+            }
+            if let authority = org.tlsAuthority {
+                writer.u8(1)
+                writer.string(authority, max: Self.tlsAuthorityBytesMax)
+            } else {
+                writer.u8(0)
             }
         }
         writer.list(allocations, max: Self.allocationsMax) { writer, allocation in
