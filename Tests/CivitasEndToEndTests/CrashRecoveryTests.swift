@@ -20,14 +20,25 @@ import FoundationNetworking
         let endpoint: String
     }
 
+    /// Runs a civitas command to completion and returns its exit status. Spawned and
+    /// reaped directly: `devnet start` leaves node processes behind, which Foundation's
+    /// `Process` does not cope with when waiting.
     func run(_ arguments: [String]) throws -> Int32 {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.binary)
-        process.arguments = arguments
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        return process.terminationStatus
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        let all = [Self.binary] + arguments
+        var argv: [UnsafeMutablePointer<CChar>?] = all.map { strdup($0) } + [nil]
+        defer { for pointer in argv { free(pointer) } }
+        var pid: pid_t = 0
+        guard posix_spawn(&pid, Self.binary, &actions, nil, &argv, environ) == 0 else {
+            throw ClientError("cannot run \(Self.binary)")
+        }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        return (status >> 8) & 0xff
     }
 
     func start(home: String) async throws -> RunningNode {
@@ -63,7 +74,7 @@ import FoundationNetworking
         let directory = TemporaryDirectory("e2e")
         defer { directory.remove() }
         let network = directory.path + "/net"
-        #expect(try run(["init", "--home", network, "--api-port", "0"]) == 0)
+        #expect(try run(["init", "--home", network, "--api-port", "0", "--validators", "1"]) == 0)
         let home = network + "/node0"
         let key = try KeyFile.load(network + "/keys/client.json")
         let builder = TransactionBuilder(chainId: "civitas-local", hashSuite: .sha256, key: key)
@@ -113,7 +124,7 @@ import FoundationNetworking
         let directory = TemporaryDirectory("e2e")
         defer { directory.remove() }
         let network = directory.path + "/net"
-        #expect(try run(["init", "--home", network, "--api-port", "0"]) == 0)
+        #expect(try run(["init", "--home", network, "--api-port", "0", "--validators", "1"]) == 0)
         let node = try await start(home: network + "/node0")
         defer {
             node.process.terminate()

@@ -1,0 +1,140 @@
+import CivitasClient
+import CivitasCore
+import CivitasCrypto
+import CivitasModules
+import CivitasTesting
+import Foundation
+import Testing
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// Four validator processes on 127.0.0.1 (`civitas devnet` with free ports), talking
+/// over mutual TLS. Every wait is bounded; the network is stopped whatever happens.
+@Suite(.serialized) struct ValidatorNetworkTests {
+    let support = CrashRecoveryTests()
+
+    func endpoint(_ network: String, _ index: Int) throws -> String {
+        let text = try String(contentsOfFile: "\(network)/node\(index)/api.addr", encoding: .utf8)
+        return "http://" + text.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    func status(_ network: String, _ index: Int) async -> [String: Any]? {
+        guard let base = try? endpoint(network, index), let (code, json) = try? await support.request("GET", base + "/v1/status"),
+            code == 200
+        else { return nil }
+        return json
+    }
+
+    /// Waits until every listed node has committed at least `height`.
+    func waitForHeight(_ network: String, _ nodes: [Int], atLeast height: Int, seconds: Int = 60) async throws {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while ContinuousClock.now < deadline {
+            var reached = true
+            for node in nodes {
+                let current = await status(network, node)?["height"] as? Int ?? -1
+                if current < height { reached = false }
+            }
+            if reached { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw ClientError("nodes \(nodes) did not reach height \(height) within \(seconds) s")
+    }
+
+    @Test func aValidatorKilledAndWipedCatchesUpAndNothingCommittedIsLost() async throws {
+        let directory = TemporaryDirectory("e2e-bft")
+        defer { directory.remove() }
+        let network = directory.path + "/net"
+        #expect(try support.run(["devnet", "start", "--dir", network, "--base-port", "0"]) == 0)
+        defer { _ = try? support.run(["devnet", "stop", "--dir", network]) }
+
+        let key = try KeyFile.load(network + "/keys/client.json")
+        let builder = TransactionBuilder(chainId: "civitas-devnet", hashSuite: .sha256, key: key)
+        func signed(_ nonce: UInt64) throws -> Data {
+            let call = Call(module: "kv", method: "put", arguments: KVModule.putArguments(key: Array("k\(nonce)".utf8), value: Array("v\(nonce)".utf8)))
+            return Data(try builder.sign(call: call, nonce: nonce, expiryHeight: 100_000).transaction.canonicalBytes)
+        }
+        var committed: [(id: String, height: Int, block: String)] = []
+        func submit(_ nonce: UInt64, to node: Int) async throws {
+            let (code, json) = try await support.request(
+                "POST", try endpoint(network, node) + "/v1/transactions?wait=true&timeout=20000", body: try signed(nonce))
+            #expect(code == 200, "nonce \(nonce) to node\(node): \(json)")
+            guard let receipt = json["receipt"] as? [String: Any] else { return }
+            committed.append((json["id"] as! String, receipt["height"] as! Int, receipt["blockHash"] as! String))
+        }
+
+        // All four up: submit to different nodes.
+        for nonce in UInt64(0)..<8 { try await submit(nonce, to: Int(nonce % 4)) }
+
+        // Validator 2 dies (SIGKILL); the other three keep committing.
+        let pid = try String(contentsOfFile: network + "/node2/node.pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        kill(pid_t(pid)!, SIGKILL)
+        for nonce in UInt64(8)..<14 { try await submit(nonce, to: [0, 1, 3][Int(nonce % 3)]) }
+
+        // It comes back with its data directory deleted: devnet starts only that node.
+        try FileManager.default.removeItem(atPath: network + "/node2/data")
+        #expect(try support.run(["devnet", "start", "--dir", network]) == 0)
+        for nonce in UInt64(14)..<18 { try await submit(nonce, to: Int(nonce % 4)) }
+
+        let top = committed.map(\.height).max() ?? 0
+        try await waitForHeight(network, [0, 1, 2, 3], atLeast: top)
+        for node in 0..<4 {
+            let base = try endpoint(network, node)
+            for (id, height, block) in committed {
+                let (code, json) = try await support.request("GET", base + "/v1/transactions/\(id)")
+                #expect(code == 200, "node\(node) lacks \(id)")
+                let receipt = json["receipt"] as? [String: Any]
+                #expect(receipt?["height"] as? Int == height && receipt?["blockHash"] as? String == block, "node\(node), \(id)")
+            }
+            // Identical ledgers: the same block at every height up to the last commit.
+            for height in 1...top {
+                let (_, mine) = try await support.request("GET", base + "/v1/blocks/\(height)")
+                let (_, reference) = try await support.request("GET", try endpoint(network, 0) + "/v1/blocks/\(height)")
+                #expect(mine["hash"] as? String == reference["hash"] as? String, "node\(node) height \(height)")
+                #expect(mine["stateRoot"] as? String == reference["stateRoot"] as? String)
+            }
+        }
+    }
+
+    @Test func twoOfFourDownHaltsSafelyAndTheChainResumesWhenOneReturns() async throws {
+        let directory = TemporaryDirectory("e2e-halt")
+        defer { directory.remove() }
+        let network = directory.path + "/net"
+        #expect(try support.run(["devnet", "start", "--dir", network, "--base-port", "0"]) == 0)
+        defer { _ = try? support.run(["devnet", "stop", "--dir", network]) }
+        let key = try KeyFile.load(network + "/keys/client.json")
+        let builder = TransactionBuilder(chainId: "civitas-devnet", hashSuite: .sha256, key: key)
+        func signed(_ nonce: UInt64) throws -> Data {
+            let call = Call(module: "kv", method: "put", arguments: KVModule.putArguments(key: [UInt8(nonce)], value: [1]))
+            return Data(try builder.sign(call: call, nonce: nonce, expiryHeight: 100_000).transaction.canonicalBytes)
+        }
+        let (code, _) = try await support.request("POST", try endpoint(network, 0) + "/v1/transactions?wait=true&timeout=20000", body: try signed(0))
+        #expect(code == 200)
+
+        for node in [2, 3] {
+            let pid = try String(contentsOfFile: network + "/node\(node)/node.pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            kill(pid_t(pid)!, SIGKILL)
+        }
+        let before = await status(network, 0)?["height"] as? Int ?? -1
+        // Two of four cannot form a quorum: the transaction waits, nothing commits.
+        let (halted, json) = try await support.request("POST", try endpoint(network, 0) + "/v1/transactions?wait=true&timeout=3000", body: try signed(1))
+        #expect(halted == 202 && json["status"] as? String == "timeout")
+        #expect(await status(network, 0)?["height"] as? Int == before)
+        #expect(await status(network, 1)?["height"] as? Int == before)
+
+        // One returns: three of four, and the pending transaction commits by itself.
+        let returned = try await support.start(home: network + "/node2")
+        defer {
+            returned.process.terminate()
+            returned.process.waitUntilExit()
+        }
+        let id = json["id"] as! String
+        let deadline = ContinuousClock.now + .seconds(60)
+        var found = false
+        while !found && ContinuousClock.now < deadline {
+            found = (try? await support.request("GET", try endpoint(network, 0) + "/v1/transactions/\(id)"))?.0 == 200
+            if !found { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(found, "the chain did not resume")
+    }
+}
