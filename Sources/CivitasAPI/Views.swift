@@ -154,6 +154,7 @@ public struct StatusView: Codable, Sendable {
     public var mempoolTransactions: Int
     public var mempoolBytes: Int
     public var validatorIndex: UInt16?
+    public var round: UInt64
     public var version: String
 
     init(_ status: NodeStatus) {
@@ -166,6 +167,7 @@ public struct StatusView: Codable, Sendable {
         mempoolTransactions = status.mempoolTransactions
         mempoolBytes = status.mempoolBytes
         validatorIndex = status.validatorIndex
+        round = status.round
         version = CivitasVersion.string
     }
 }
