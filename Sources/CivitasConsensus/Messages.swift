@@ -119,28 +119,6 @@ public enum ConsensusMessage: Hashable, Sendable {
 
 // MARK: Encoding (docs/protocol.md, "Consensus messages")
 
-extension CanonicalWriter {
-    /// `0x00`, or `0x01` followed by the value.
-    mutating func optional<T: CanonicalEncodable>(_ value: T?) {
-        if let value {
-            u8(1)
-            encode(value)
-        } else {
-            u8(0)
-        }
-    }
-}
-
-extension CanonicalReader {
-    mutating func optional<T: CanonicalDecodable>(_ field: String, _: T.Type) throws(CodecError) -> T? {
-        switch try u8(field) {
-        case 0: return nil
-        case 1: return try decode(T.self)
-        case let tag: throw .unknownTag(field: field, tag: tag)
-        }
-    }
-}
-
 extension Proposal: CanonicalCodable {
     public func encode(to writer: inout CanonicalWriter) {
         writer.encode(block)

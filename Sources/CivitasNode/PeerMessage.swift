@@ -20,6 +20,11 @@ public struct SyncResponse: Hashable, Sendable {
     public struct Certified: Hashable, Sendable {
         public var block: Block
         public var certificate: QuorumCertificate
+
+        public init(block: Block, certificate: QuorumCertificate) {
+            self.block = block
+            self.certificate = certificate
+        }
     }
 
     public var committed: [Block]
@@ -59,12 +64,7 @@ extension SyncRequest: CanonicalCodable {
 extension SyncResponse: CanonicalCodable {
     public func encode(to writer: inout CanonicalWriter) {
         writer.list(committed, max: Int(Self.blocksMax)) { $0.encode($1) }
-        if let commitCertificate {
-            writer.u8(1)
-            writer.encode(commitCertificate)
-        } else {
-            writer.u8(0)
-        }
+        writer.optional(commitCertificate)
         writer.list(certified, max: Int(Self.blocksMax)) { $0.encode($1) }
     }
 
@@ -72,11 +72,7 @@ extension SyncResponse: CanonicalCodable {
         committed = try reader.list("committed blocks", max: Int(Self.blocksMax)) {
             (reader: inout CanonicalReader) throws(CodecError) in try reader.decode(Block.self)
         }
-        switch try reader.u8("commit certificate present") {
-        case 0: commitCertificate = nil
-        case 1: commitCertificate = try reader.decode(QuorumCertificate.self)
-        case let tag: throw .unknownTag(field: "commit certificate present", tag: tag)
-        }
+        commitCertificate = try reader.optional("commit certificate", QuorumCertificate.self)
         certified = try reader.list("certified blocks", max: Int(Self.blocksMax)) {
             (reader: inout CanonicalReader) throws(CodecError) in try reader.decode(Certified.self)
         }

@@ -117,3 +117,26 @@ extension CanonicalDecodable {
         try reader.finish()
     }
 }
+
+extension CanonicalWriter {
+    /// `0x00`, or `0x01` followed by the value.
+    public mutating func optional<T: CanonicalEncodable>(_ value: T?) {
+        if let value {
+            u8(1)
+            encode(value)
+        } else {
+            u8(0)
+        }
+    }
+}
+
+extension CanonicalReader {
+    /// The inverse of `CanonicalWriter.optional`; any tag but 0 or 1 is an error.
+    public mutating func optional<T: CanonicalDecodable>(_ field: String, _: T.Type) throws(CodecError) -> T? {
+        switch try u8(field) {
+        case 0: return nil
+        case 1: return try decode(T.self)
+        case let tag: throw .unknownTag(field: field, tag: tag)
+        }
+    }
+}
