@@ -98,7 +98,7 @@ let package = Package(
             name: "CivitasCommands",
             dependencies: [
                 "CivitasCore", "CivitasCrypto", "CivitasStorage", "CivitasNode", "CivitasAPI", "CivitasClient", "CivitasNetwork",
-                "CivitasTesting",
+                "CivitasTesting", "CivitasConsensus",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

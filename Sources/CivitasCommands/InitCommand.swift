@@ -2,7 +2,10 @@ import ArgumentParser
 import CivitasClient
 import CivitasCore
 import CivitasCrypto
+import CivitasConsensus
 import CivitasNetwork
+import CivitasNode
+import CivitasStorage
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -77,7 +80,13 @@ struct NetworkLayout {
             let peers = (0..<organisations).filter { $0 != index }.map {
                 NodeConfig.Peer(validator: $0, host: "127.0.0.1", port: ports[organisations + $0])
             }
-            try NodeConfig(apiPort: ports[index], p2pPort: ports[organisations + index], peers: peers).write(home: home)
+            let config = NodeConfig(apiPort: ports[index], p2pPort: ports[organisations + index], peers: peers)
+            try config.write(home: home)
+            // A validator created here has never voted: say so in its safety data, so that
+            // it votes from the first round. A node whose data directory is later lost
+            // finds no safety data and abstains until it has caught up (docs/consensus.md).
+            let store = try RocksDBStore(path: home + "/" + config.dataDirectory)
+            try Ledger(store: store, hasher: hasher).persistSafety(SafetyData(epoch: 0).canonicalBytes)
         }
         return genesis
     }
