@@ -73,17 +73,6 @@ public final class NodeSimulation {
         case restart(wipe: Bool)
     }
 
-    struct Scheduled: Comparable {
-        var time: UInt64
-        var sequence: UInt64
-        var node: Int
-        var incarnation: Int
-        var payload: Payload
-
-        static func < (a: Self, b: Self) -> Bool { (a.time, a.sequence) < (b.time, b.sequence) }
-        static func == (a: Self, b: Self) -> Bool { a.time == b.time && a.sequence == b.sequence }
-    }
-
     public let seed: UInt64
     public let settings: Settings
     public let genesis: Genesis
@@ -91,8 +80,7 @@ public final class NodeSimulation {
     let verifier = SharedVerifier()
     var random: SeededRandom
     public private(set) var now: UInt64 = 0
-    var sequence: UInt64 = 0
-    var queue = Heap<Scheduled>()
+    var queue = EventQueue<Payload>()
     var nodes: [SimulatedNode] = []
     var clients: [Client] = []
     var partitions: [(start: UInt64, end: UInt64, side: Set<Int>)] = []
@@ -168,15 +156,15 @@ public final class NodeSimulation {
                 nextClientTick = now + 5
             }
             if now > settings.faultsUntil, livenessShown { return }
-            guard let next = queue.min, next.time <= nextClientTick else {
+            guard let next = queue.next, next.time <= nextClientTick else {
                 now = nextClientTick
                 continue
             }
-            _ = queue.popMin()
+            _ = queue.popNext()
             now = next.time
             steps += 1
             guard steps < 3_000_000 else { throw fail("step bound reached") }
-            let node = nodes[next.node]
+            let node = nodes[next.target]
             switch next.payload {
             case .crash:
                 node.up = false
@@ -274,8 +262,7 @@ public final class NodeSimulation {
     }
 
     func schedule(_ node: Int, after delay: UInt64, _ payload: Payload) {
-        sequence += 1
-        queue.insert(Scheduled(time: now + delay, sequence: sequence, node: node, incarnation: nodes[node].incarnation, payload: payload))
+        queue.schedule(at: now + delay, target: node, incarnation: nodes[node].incarnation, payload)
     }
 
     func deliver(_ message: PeerMessage, from sender: Int, to target: Int) {
@@ -330,11 +317,9 @@ public final class NodeSimulation {
             } else if choice == 1, settings.crashes || settings.wipes {
                 let victim = Int(random.next() % UInt64(nodes.count))
                 let wipe = settings.wipes && random.next() % 2 == 0
-                sequence += 1
-                queue.insert(Scheduled(time: time, sequence: sequence, node: victim, incarnation: -1, payload: .crash))
-                sequence += 1
+                queue.schedule(at: time, target: victim, incarnation: -1, .crash)
                 let back = min(time + 300 + random.next() % 2_000, settings.faultsUntil)
-                queue.insert(Scheduled(time: back, sequence: sequence, node: victim, incarnation: -1, payload: .restart(wipe: wipe)))
+                queue.schedule(at: back, target: victim, incarnation: -1, .restart(wipe: wipe))
             }
             time += 1_000 + random.next() % 2_000
         }

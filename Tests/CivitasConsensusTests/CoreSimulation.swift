@@ -71,17 +71,6 @@ final class CoreSimulation {
         case restart(wipe: Bool)
     }
 
-    struct Scheduled: Comparable {
-        var time: UInt64
-        var sequence: UInt64
-        var instance: Int
-        var incarnation: Int
-        var payload: Payload
-
-        static func < (a: Self, b: Self) -> Bool { (a.time, a.sequence) < (b.time, b.sequence) }
-        static func == (a: Self, b: Self) -> Bool { a.time == b.time && a.sequence == b.sequence }
-    }
-
     let seed: UInt64
     let settings: Settings
     let chainId = "sim"
@@ -89,8 +78,7 @@ final class CoreSimulation {
     let verifier = SharedVerifier()
     var random: SeededRandom
     var now: UInt64 = 0
-    var sequence: UInt64 = 0
-    var queue = Heap<Scheduled>()
+    var queue = EventQueue<Payload>()
     var keys: [PrivateKey] = []
     var validators: ValidatorSet
     var instances: [Instance] = []
@@ -149,19 +137,19 @@ final class CoreSimulation {
         for index in instances.indices { try perform(index, instances[index].core.start()) }
         for index in instances.indices { try perform(index, instances[index].core.handle(.pendingWork(true))) }
         scheduleFaults(until: settings.faultsUntil)
-        while let next = queue.popMin(), next.time <= end {
+        while let next = queue.popNext(), next.time <= end {
             now = next.time
             if settings.stopOnceLive && now > settings.faultsUntil && everyHonestNodeProgressed { break }
             steps += 1
             guard steps < 5_000_000 else { throw fail("step bound reached") }
-            let instance = instances[next.instance]
+            let instance = instances[next.target]
             switch next.payload {
             case .crash:
                 instance.up = false
                 instance.incarnation += 1
                 continue
             case .restart(let wipe):
-                restart(next.instance, wipe: wipe)
+                restart(next.target, wipe: wipe)
                 continue
             default:
                 break
@@ -170,7 +158,7 @@ final class CoreSimulation {
             let actions: [ConsensusAction]
             switch next.payload {
             case .message(let message, let from):
-                if instance.byzantine == .equivocator, case .proposal(let proposal) = message { voteBlindly(next.instance, proposal) }
+                if instance.byzantine == .equivocator, case .proposal(let proposal) = message { voteBlindly(next.target, proposal) }
                 actions = instance.core.handle(.message(message, from: from))
             case .timer(let round):
                 actions = instance.core.handle(.timerFired(round: round))
@@ -181,7 +169,7 @@ final class CoreSimulation {
             case .crash, .restart:
                 continue
             }
-            try perform(next.instance, actions)
+            try perform(next.target, actions)
         }
         try checkLiveness()
     }
@@ -205,9 +193,8 @@ final class CoreSimulation {
     }
 
     func schedule(_ instance: Int, after delay: UInt64, _ payload: Payload) {
-        sequence += 1
         let skewed = UInt64(Double(delay) * instances[instance].skew)
-        queue.insert(Scheduled(time: now + max(skewed, 0), sequence: sequence, instance: instance, incarnation: instances[instance].incarnation, payload: payload))
+        queue.schedule(at: now + skewed, target: instance, incarnation: instances[instance].incarnation, payload)
     }
 
     var faultsActive: Bool { now < settings.faultsUntil }
@@ -224,17 +211,11 @@ final class CoreSimulation {
         }
         let range = settings.delayMilliseconds
         let delay = range.lowerBound + random.next() % (range.upperBound - range.lowerBound + 1)
-        sequence += 1
-        queue.insert(
-            Scheduled(
-                time: now + delay, sequence: sequence, instance: target, incarnation: instances[target].incarnation,
-                payload: .message(message, from: instances[sender].validator)))
+        queue.schedule(at: now + delay, target: target, incarnation: instances[target].incarnation, .message(message, from: instances[sender].validator))
         if faultsActive, random.chance(settings.duplication) {
-            sequence += 1
-            queue.insert(
-                Scheduled(
-                    time: now + delay + random.next() % 50, sequence: sequence, instance: target,
-                    incarnation: instances[target].incarnation, payload: .message(message, from: instances[sender].validator)))
+            queue.schedule(
+                at: now + delay + random.next() % 50, target: target, incarnation: instances[target].incarnation,
+                .message(message, from: instances[sender].validator))
         }
     }
 
@@ -395,11 +376,9 @@ final class CoreSimulation {
             } else if choice == 1, settings.crashes || settings.wipes {
                 let victim = Int(random.next() % UInt64(instances.count))
                 let wipe = settings.wipes && random.next() % 2 == 0
-                sequence += 1
-                queue.insert(Scheduled(time: time, sequence: sequence, instance: victim, incarnation: -1, payload: .crash))
-                sequence += 1
+                queue.schedule(at: time, target: victim, incarnation: -1, .crash)
                 let back = min(time + 500 + random.next() % 3_000, end)
-                queue.insert(Scheduled(time: back, sequence: sequence, instance: victim, incarnation: -1, payload: .restart(wipe: wipe)))
+                queue.schedule(at: back, target: victim, incarnation: -1, .restart(wipe: wipe))
             }
             time += 1_000 + random.next() % 2_000
         }
