@@ -137,4 +137,52 @@ import FoundationNetworking
         }
         #expect(found, "the chain did not resume")
     }
+
+    @Test func aValidatorKilledUnderLoadRejoinsAndEveryTransactionCommitsOnAllNodes() async throws {
+        let directory = TemporaryDirectory("e2e-load")
+        defer { directory.remove() }
+        let network = directory.path + "/net"
+        #expect(try support.run(["devnet", "start", "--dir", network, "--base-port", "0"]) == 0)
+        defer { _ = try? support.run(["devnet", "stop", "--dir", network]) }
+        let key = try KeyFile.load(network + "/keys/client.json")
+        let builder = TransactionBuilder(chainId: "civitas-devnet", hashSuite: .sha256, key: key)
+        var ids: [String] = []
+        // 90 transactions sent without waiting to nodes 0, 1 and 3 in turn; node 2 is
+        // killed after the first third and restarted (with its data) after the second.
+        for nonce in UInt64(0)..<90 {
+            if nonce == 30 {
+                let pid = try String(contentsOfFile: network + "/node2/node.pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+                kill(pid_t(pid)!, SIGKILL)
+            }
+            if nonce == 60 { #expect(try support.run(["devnet", "start", "--dir", network]) == 0) }
+            let call = Call(module: "kv", method: "put", arguments: KVModule.putArguments(key: Array("load\(nonce % 7)".utf8), value: Array("\(nonce)".utf8)))
+            let body = Data(try builder.sign(call: call, nonce: nonce, expiryHeight: 100_000).transaction.canonicalBytes)
+            let (code, json) = try await support.request("POST", try endpoint(network, [0, 1, 3][Int(nonce % 3)]) + "/v1/transactions", body: body)
+            #expect(code == 202, "nonce \(nonce): \(json)")
+            ids.append(json["id"] as? String ?? "")
+        }
+        // Every transaction commits on every node, in the same block everywhere.
+        let deadline = ContinuousClock.now + .seconds(90)
+        var missing = ids
+        while !missing.isEmpty && ContinuousClock.now < deadline {
+            var still: [String] = []
+            for id in missing {
+                for node in 0..<4 where (try? await support.request("GET", try endpoint(network, node) + "/v1/transactions/\(id)"))?.0 != 200 {
+                    still.append(id)
+                    break
+                }
+            }
+            missing = still
+            if !missing.isEmpty { try await Task.sleep(for: .milliseconds(200)) }
+        }
+        #expect(missing.isEmpty, "\(missing.count) of \(ids.count) transactions not committed on every node")
+        for id in ids.prefix(90) where missing.isEmpty {
+            var blocks: Set<String> = []
+            for node in 0..<4 {
+                let (_, json) = try await support.request("GET", try endpoint(network, node) + "/v1/transactions/\(id)")
+                blocks.insert((json["receipt"] as? [String: Any])?["blockHash"] as? String ?? "")
+            }
+            #expect(blocks.count == 1, "transaction \(id) is in different blocks on different nodes")
+        }
+    }
 }
