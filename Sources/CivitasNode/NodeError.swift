@@ -4,7 +4,6 @@ public struct NodeError: Error, Equatable, Sendable, CustomStringConvertible {
     public enum Code: String, Sendable {
         case genesisMismatch = "node.genesis_mismatch"
         case notAValidator = "node.not_a_validator"
-        case unsupportedValidatorSet = "node.unsupported_validator_set"
         case notFound = "node.not_found"
         case heightNotCommitted = "node.height_not_committed"
         case noCertifiedBlock = "node.no_certified_block"
