@@ -41,6 +41,22 @@ import FoundationNetworking
         throw ClientError("nodes \(nodes) did not reach height \(height) within \(seconds) s")
     }
 
+    /// The devnet's funded client.
+    func client(_ network: String) throws -> TransactionBuilder {
+        TransactionBuilder(chainId: "civitas-devnet", hashSuite: .sha256, key: try KeyFile.load(network + "/keys/client.json"))
+    }
+
+    /// A signed `kv put` as the bytes the API takes.
+    func put(_ builder: TransactionBuilder, nonce: UInt64, key: [UInt8], value: [UInt8]) throws -> Data {
+        let call = Call(module: "kv", method: "put", arguments: KVModule.putArguments(key: key, value: value))
+        return Data(try builder.sign(call: call, nonce: nonce, expiryHeight: 100_000).transaction.canonicalBytes)
+    }
+
+    func killValidator(_ network: String, _ index: Int) throws {
+        let pid = try String(contentsOfFile: network + "/node\(index)/node.pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        kill(pid_t(pid)!, SIGKILL)
+    }
+
     @Test func aValidatorKilledAndWipedCatchesUpAndNothingCommittedIsLost() async throws {
         let directory = TemporaryDirectory("e2e-bft")
         defer { directory.remove() }
@@ -48,11 +64,9 @@ import FoundationNetworking
         #expect(try support.run(["devnet", "start", "--dir", network, "--base-port", "0"]) == 0)
         defer { _ = try? support.run(["devnet", "stop", "--dir", network]) }
 
-        let key = try KeyFile.load(network + "/keys/client.json")
-        let builder = TransactionBuilder(chainId: "civitas-devnet", hashSuite: .sha256, key: key)
+        let builder = try client(network)
         func signed(_ nonce: UInt64) throws -> Data {
-            let call = Call(module: "kv", method: "put", arguments: KVModule.putArguments(key: Array("k\(nonce)".utf8), value: Array("v\(nonce)".utf8)))
-            return Data(try builder.sign(call: call, nonce: nonce, expiryHeight: 100_000).transaction.canonicalBytes)
+            try put(builder, nonce: nonce, key: Array("k\(nonce)".utf8), value: Array("v\(nonce)".utf8))
         }
         var committed: [(id: String, height: Int, block: String)] = []
         func submit(_ nonce: UInt64, to node: Int) async throws {
@@ -67,8 +81,7 @@ import FoundationNetworking
         for nonce in UInt64(0)..<8 { try await submit(nonce, to: Int(nonce % 4)) }
 
         // Validator 2 dies (SIGKILL); the other three keep committing.
-        let pid = try String(contentsOfFile: network + "/node2/node.pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-        kill(pid_t(pid)!, SIGKILL)
+        try killValidator(network, 2)
         for nonce in UInt64(8)..<14 { try await submit(nonce, to: [0, 1, 3][Int(nonce % 3)]) }
 
         // It comes back with its data directory deleted: devnet starts only that node.
@@ -102,18 +115,13 @@ import FoundationNetworking
         let network = directory.path + "/net"
         #expect(try support.run(["devnet", "start", "--dir", network, "--base-port", "0"]) == 0)
         defer { _ = try? support.run(["devnet", "stop", "--dir", network]) }
-        let key = try KeyFile.load(network + "/keys/client.json")
-        let builder = TransactionBuilder(chainId: "civitas-devnet", hashSuite: .sha256, key: key)
-        func signed(_ nonce: UInt64) throws -> Data {
-            let call = Call(module: "kv", method: "put", arguments: KVModule.putArguments(key: [UInt8(nonce)], value: [1]))
-            return Data(try builder.sign(call: call, nonce: nonce, expiryHeight: 100_000).transaction.canonicalBytes)
-        }
+        let builder = try client(network)
+        func signed(_ nonce: UInt64) throws -> Data { try put(builder, nonce: nonce, key: [UInt8(nonce)], value: [1]) }
         let (code, _) = try await support.request("POST", try endpoint(network, 0) + "/v1/transactions?wait=true&timeout=20000", body: try signed(0))
         #expect(code == 200)
 
         for node in [2, 3] {
-            let pid = try String(contentsOfFile: network + "/node\(node)/node.pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-            kill(pid_t(pid)!, SIGKILL)
+            try killValidator(network, node)
         }
         let before = await status(network, 0)?["height"] as? Int ?? -1
         // Two of four cannot form a quorum: the transaction waits, nothing commits.
@@ -144,19 +152,16 @@ import FoundationNetworking
         let network = directory.path + "/net"
         #expect(try support.run(["devnet", "start", "--dir", network, "--base-port", "0"]) == 0)
         defer { _ = try? support.run(["devnet", "stop", "--dir", network]) }
-        let key = try KeyFile.load(network + "/keys/client.json")
-        let builder = TransactionBuilder(chainId: "civitas-devnet", hashSuite: .sha256, key: key)
+        let builder = try client(network)
         var ids: [String] = []
         // 90 transactions sent without waiting to nodes 0, 1 and 3 in turn; node 2 is
         // killed after the first third and restarted (with its data) after the second.
         for nonce in UInt64(0)..<90 {
             if nonce == 30 {
-                let pid = try String(contentsOfFile: network + "/node2/node.pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-                kill(pid_t(pid)!, SIGKILL)
+                try killValidator(network, 2)
             }
             if nonce == 60 { #expect(try support.run(["devnet", "start", "--dir", network]) == 0) }
-            let call = Call(module: "kv", method: "put", arguments: KVModule.putArguments(key: Array("load\(nonce % 7)".utf8), value: Array("\(nonce)".utf8)))
-            let body = Data(try builder.sign(call: call, nonce: nonce, expiryHeight: 100_000).transaction.canonicalBytes)
+            let body = try put(builder, nonce: nonce, key: Array("load\(nonce % 7)".utf8), value: Array("\(nonce)".utf8))
             let (code, json) = try await support.request("POST", try endpoint(network, [0, 1, 3][Int(nonce % 3)]) + "/v1/transactions", body: body)
             #expect(code == 202, "nonce \(nonce): \(json)")
             ids.append(json["id"] as? String ?? "")
