@@ -186,7 +186,8 @@ public struct Consensus: Sendable {
         certified[rootCertificate.vote] = rootCertificate
         // The round follows from certificates only; the safety data decides what this
         // validator may still sign, not which round the network is in.
-        round = max(rootCertificate.vote.round, root.round) + 1
+        // An epoch starts at round 1 from its synthetic certificate of round 0.
+        round = rootCertificate.vote.round == 0 ? 1 : rootCertificate.vote.round + 1
     }
 
     /// The certificate an epoch starts from: it certifies and commits the epoch's root

@@ -115,6 +115,14 @@ public enum ConsensusMessage: Hashable, Sendable {
     case proposal(Proposal)
     case vote(Vote)
     case timeout(TimeoutVote)
+
+    public var epoch: UInt64 {
+        switch self {
+        case .proposal(let proposal): proposal.header.epoch
+        case .vote(let vote): vote.data.epoch
+        case .timeout(let timeout): timeout.epoch
+        }
+    }
 }
 
 // MARK: Encoding (docs/protocol.md, "Consensus messages")

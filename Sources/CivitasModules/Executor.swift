@@ -38,7 +38,7 @@ public struct Executor: Sendable {
     public let hasher: ChainHasher
     private let modules: [String: any SystemModule]
 
-    public init(chainId: String, hasher: ChainHasher, modules: [any SystemModule] = [KVModule(), TokenModule()]) {
+    public init(chainId: String, hasher: ChainHasher, modules: [any SystemModule] = [KVModule(), TokenModule(), GovernanceModule()]) {
         self.chainId = chainId
         self.hasher = hasher
         self.modules = Dictionary(uniqueKeysWithValues: modules.map { ($0.name, $0) })
@@ -65,6 +65,19 @@ public struct Executor: Sendable {
             changes.append(.init(key: StateKeys.balance(address), value: StateKeys.encode(amount)))
         }
         changes.append(.init(key: StateKeys.supply, value: StateKeys.encode(supply)))
+        for org in genesis.organisations {
+            for admin in org.admins {
+                changes.append(.init(key: StateKeys.admin(Address(of: admin, using: hasher)), value: Array(org.id.utf8)))
+            }
+            if let authority = org.tlsAuthority {
+                changes.append(.init(key: StateKeys.tlsAuthority(org.id), value: Array(authority.utf8)))
+            }
+        }
+        changes.append(.init(key: StateKeys.organisations, value: GovernanceModule.encode(organisations: genesis.organisations.map(\.id))))
+        // validate() has checked the set; a genesis without one never reaches here.
+        if let validators = try? genesis.validatorSet() {
+            changes.append(.init(key: ValidatorSet.stateKey, value: validators.canonicalBytes))
+        }
         return changes
     }
 

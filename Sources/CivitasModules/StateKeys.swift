@@ -8,6 +8,12 @@ public enum StateKeys {
     public static func kv(owner: Address, key: [UInt8]) -> [UInt8] { Array("kv/".utf8) + owner.hash.bytes + key }
     public static func balance(_ address: Address) -> [UInt8] { Array("token/bal/".utf8) + address.hash.bytes }
     public static let supply: [UInt8] = Array("token/supply".utf8)
+    public static func admin(_ address: Address) -> [UInt8] { Array("gov/admin/".utf8) + address.hash.bytes }
+    public static let organisations: [UInt8] = Array("gov/orgs".utf8)
+    public static func tlsAuthority(_ organisation: String) -> [UInt8] { Array("gov/tls/".utf8) + Array(organisation.utf8) }
+    public static func peerAddress(_ validator: Address) -> [UInt8] { Array("gov/peer/".utf8) + validator.hash.bytes }
+    public static func proposal(_ id: Hash) -> [UInt8] { Array("gov/proposal/".utf8) + id.bytes }
+    public static let validatorsChangedAt: [UInt8] = Array("gov/changed-at".utf8)
 
     public static func encode(_ value: UInt64) -> [UInt8] {
         var writer = CanonicalWriter(capacity: 8)

@@ -26,6 +26,13 @@ public final class Ledger: Sendable {
     static let genesisKey = StorePrefix.metadata.key(Array("genesis".utf8))
     static let safetyKey = StorePrefix.metadata.key(Array("safety".utf8))
 
+    static func epochKey(_ epoch: UInt64) -> [UInt8] {
+        var writer = CanonicalWriter(capacity: 16)
+        writer.fixed(StorePrefix.metadata.key(Array("epoch/".utf8)))
+        writer.u64(epoch)
+        return writer.bytes
+    }
+
     public init(store: any KeyValueStore, hasher: ChainHasher) {
         self.store = store
         self.hasher = hasher
@@ -104,6 +111,18 @@ public final class Ledger: Sendable {
         return kept.sorted { $0.block.header.height < $1.block.header.height }
     }
 
+    /// The hand-overs of every epoch change so far, oldest first.
+    public func epochChanges() throws(StorageError) -> [EpochChange] {
+        let prefix = StorePrefix.metadata.key(Array("epoch/".utf8))
+        var changes: [EpochChange] = []
+        for entry in try store.scan(prefix: prefix, start: nil, limit: 100_000) {
+            do { changes.append(try EpochChange(canonicalBytes: entry.value)) } catch {
+                throw StorageError(.corrupt, "epoch change: \(error)")
+            }
+        }
+        return changes.sorted { $0.validators.epoch < $1.validators.epoch }
+    }
+
     public func persistSafety(_ bytes: [UInt8]) throws(StorageError) {
         var batch = WriteBatch()
         batch.put(Self.safetyKey, bytes)
@@ -115,9 +134,10 @@ public final class Ledger: Sendable {
     /// block survives a crash; before, none of it is visible.
     public func commit(
         _ block: Block, certificate: QuorumCertificate?, receipts: [Receipt], transactionIds: [Hash],
-        genesisHash: Hash?, batch: consuming WriteBatch
+        genesisHash: Hash?, epochChange: EpochChange? = nil, batch: consuming WriteBatch
     ) throws(StorageError) {
         let height = block.header.height
+        if let epochChange { batch.put(Self.epochKey(epochChange.validators.epoch), epochChange.canonicalBytes) }
         batch.put(StorePrefix.block.key(height: height), block.canonicalBytes)
         if let certificate { batch.put(StorePrefix.certificate.key(height: height), certificate.canonicalBytes) }
         var heightBytes = CanonicalWriter(capacity: 8)

@@ -8,12 +8,21 @@ import CivitasVM
 import Foundation
 import Logging
 import Metrics
+import Synchronization
 
 /// Where a node's messages to other validators go. The network layer implements it;
 /// a node without peers (a single validator) has none.
 public protocol PeerTransport: Sendable {
+    /// `validator` is an index in the current epoch's set.
     func send(_ message: PeerMessage, to validator: UInt16)
     func broadcast(_ message: PeerMessage)
+    /// A new epoch began: from now on indexes refer to `validators`; `addresses` are
+    /// the peer endpoints governance recorded for them.
+    func membershipChanged(_ validators: ValidatorSet, addresses: [PublicKey: String])
+}
+
+extension PeerTransport {
+    public func membershipChanged(_ validators: ValidatorSet, addresses: [PublicKey: String]) {}
 }
 
 /// How a node keeps time: the system clock with real timers, or a clock that moves only
@@ -30,7 +39,7 @@ public actor Node {
     public nonisolated let genesis: Genesis
     public nonisolated let genesisHash: Hash
     public nonisolated let hasher: ChainHasher
-    public nonisolated let validators: ValidatorSet
+    private nonisolated let currentValidators: Mutex<ValidatorSet>
     public nonisolated let verifier = SignatureVerifiers()
     public nonisolated let logger: Logger
 
@@ -68,7 +77,7 @@ public actor Node {
         self.genesis = genesis
         self.hasher = replica.hasher
         self.genesisHash = replica.genesisHash
-        self.validators = replica.validators
+        self.currentValidators = Mutex(replica.validators)
         self.logger = logger
         self.limits = limits
         self.timing = timing
@@ -79,6 +88,9 @@ public actor Node {
         let opened = replica.head.block.header
         logger.info("chain \(genesis.chainId) at height \(opened.height), state root \(opened.stateRoot)")
     }
+
+    /// The validators of the current epoch.
+    public nonisolated var validators: ValidatorSet { currentValidators.withLock { $0 } }
 
     private var now: UInt64 {
         if case .manual = timing { return manualNow }
@@ -170,6 +182,9 @@ public actor Node {
                 schedule(timer, after: milliseconds)
             case .committed(let notice):
                 committed(notice)
+            case .epochChanged(let validators, let addresses):
+                currentValidators.withLock { $0 = validators }
+                transport?.membershipChanged(validators, addresses: addresses)
             }
         }
         roundGauge.record(Int(replica.consensus.round))

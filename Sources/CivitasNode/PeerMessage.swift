@@ -13,9 +13,9 @@ public struct SyncRequest: Hashable, Sendable {
     }
 }
 
-/// Committed blocks (consecutive, the first above the requester's tip) with the
-/// certificate that commits the last of them, then certified blocks above those, each
-/// with its certificate. Everything is checked on arrival; nothing is trusted.
+/// Committed blocks (consecutive, the first above the requester's tip, all of one
+/// epoch) with the evidence that commits the last of them, then certified blocks above
+/// those, each with its certificate. Everything is checked on arrival; nothing is trusted.
 public struct SyncResponse: Hashable, Sendable {
     public struct Certified: Hashable, Sendable {
         public var block: Block
@@ -28,12 +28,12 @@ public struct SyncResponse: Hashable, Sendable {
     }
 
     public var committed: [Block]
-    public var commitCertificate: QuorumCertificate?
+    public var commitEvidence: CommitEvidence?
     public var certified: [Certified]
 
-    public init(committed: [Block], commitCertificate: QuorumCertificate?, certified: [Certified]) {
+    public init(committed: [Block], commitEvidence: CommitEvidence?, certified: [Certified]) {
         self.committed = committed
-        self.commitCertificate = commitCertificate
+        self.commitEvidence = commitEvidence
         self.certified = certified
     }
 
@@ -64,7 +64,7 @@ extension SyncRequest: CanonicalCodable {
 extension SyncResponse: CanonicalCodable {
     public func encode(to writer: inout CanonicalWriter) {
         writer.list(committed, max: Int(Self.blocksMax)) { $0.encode($1) }
-        writer.optional(commitCertificate)
+        writer.optional(commitEvidence)
         writer.list(certified, max: Int(Self.blocksMax)) { $0.encode($1) }
     }
 
@@ -72,12 +72,12 @@ extension SyncResponse: CanonicalCodable {
         committed = try reader.list("committed blocks", max: Int(Self.blocksMax)) {
             (reader: inout CanonicalReader) throws(CodecError) in try reader.decode(Block.self)
         }
-        commitCertificate = try reader.optional("commit certificate", QuorumCertificate.self)
+        commitEvidence = try reader.optional("commit evidence", CommitEvidence.self)
         certified = try reader.list("certified blocks", max: Int(Self.blocksMax)) {
             (reader: inout CanonicalReader) throws(CodecError) in try reader.decode(Certified.self)
         }
-        guard commitCertificate != nil || committed.isEmpty else {
-            throw .invalid(field: "sync response", reason: "committed blocks without a commit certificate")
+        guard commitEvidence != nil || committed.isEmpty else {
+            throw .invalid(field: "sync response", reason: "committed blocks without commit evidence")
         }
     }
 }

@@ -9,7 +9,7 @@ import Logging
 
 /// When the replica wants to be called back.
 public enum ReplicaTimer: Hashable, Sendable {
-    case round(UInt64)
+    case round(epoch: UInt64, round: UInt64)
     case propose
     case gossip
     case sync
@@ -23,6 +23,9 @@ public enum ReplicaEffect: Sendable {
     case timer(ReplicaTimer, afterMilliseconds: UInt64)
     /// A block is durable; waiters and subscribers may learn of it.
     case committed(CommitNotice)
+    /// A new epoch began with this validator set; `addresses` are the peer endpoints
+    /// that governance recorded for its validators.
+    case epochChanged(ValidatorSet, addresses: [PublicKey: String])
 }
 
 /// A committed block with what its transactions did.
@@ -41,6 +44,9 @@ struct ExecutedBlock {
     var receipts: [Receipt]
     /// Tree nodes and flat-index writes: what committing the block adds to the store.
     var batch: WriteBatch
+    /// The set of the next epoch when this block's execution changed it: the block is
+    /// the last of its epoch.
+    var nextValidators: ValidatorSet?
 }
 
 public struct ReplicaSettings: Sendable, Equatable {
@@ -71,7 +77,8 @@ public final class Replica {
     public let genesis: Genesis
     public let genesisHash: Hash
     public let hasher: ChainHasher
-    public let validators: ValidatorSet
+    /// The validators of the current epoch.
+    public private(set) var validators: ValidatorSet
     public let settings: ReplicaSettings
     let verifier: any SignatureVerifier
     let store: any KeyValueStore
@@ -99,6 +106,8 @@ public final class Replica {
     private var lastSender: UInt16?
     private var reportedWork = false
     private var now: UInt64 = 0
+    /// Hand-overs by the height of the last block of the epoch they end.
+    private var epochChanges: [UInt64: EpochChange] = [:]
 
     public init(
         genesis: Genesis, store: any KeyValueStore, validatorKey: PrivateKey?, limits: MempoolLimits = .init(),
@@ -109,31 +118,63 @@ public final class Replica {
         self.genesis = genesis
         hasher = ChainHasher(genesis.hashSuite)
         genesisHash = genesis.hash(using: hasher)
-        validators = try genesis.validatorSet()
+        let genesisValidators = try genesis.validatorSet()
+        validators = genesisValidators
         self.settings = settings
         self.verifier = verifier
         self.store = store
         self.validatorKey = validatorKey
         self.logger = logger
-        if let validatorKey, validators.index(of: validatorKey.publicKey) == nil {
-            throw NodeError(.notAValidator, "key \(validatorKey.publicKey) is not a validator in genesis")
-        }
         ledger = Ledger(store: store, hasher: hasher)
         state = StateStore(store: store, hasher: hasher)
         executor = Executor(chainId: genesis.chainId, hasher: hasher)
         mempool = Mempool(limits: limits)
         head = try Self.openChain(genesis: genesis, genesisHash: genesisHash, ledger: ledger, state: state, hasher: hasher)
+        for change in try ledger.epochChanges() { epochChanges[change.lastHeader.height] = change }
+        if let bytes = try state.value(for: ValidatorSet.stateKey) {
+            validators = try ValidatorSet(canonicalBytes: bytes)
+        }
 
-        let safety = try ledger.safetyData().map { try SafetyData(canonicalBytes: $0) }
-        let root = BlockInfo(header: head.block.header, hash: head.hash)
-        let rootCertificate =
-            head.certificate ?? Consensus.rootCertificate(chainId: genesis.chainId, epoch: validators.epoch, root: root)
-        consensus = Consensus(
-            config: ConsensusConfig(
-                chainId: genesis.chainId, validators: validators, roundTimeoutMilliseconds: settings.roundTimeoutMilliseconds,
-                roundTimeoutMaxMilliseconds: settings.roundTimeoutMaxMilliseconds),
-            hasher: hasher, key: validatorKey, verifier: verifier, safety: safety, root: root, rootCertificate: rootCertificate)
+        var safety = try ledger.safetyData().map { try SafetyData(canonicalBytes: $0) }
+        // Safety data of an earlier epoch: this node has not voted in the current one.
+        if let data = safety, data.epoch < validators.epoch { safety = SafetyData(epoch: validators.epoch) }
+        consensus = Self.makeConsensus(
+            chainId: genesis.chainId, validators: validators, settings: settings, hasher: hasher, key: validatorKey, verifier: verifier,
+            safety: safety, head: head)
+        if let validatorKey, validators.index(of: validatorKey.publicKey) == nil {
+            logger.notice("key \(validatorKey.publicKey) is not a validator of epoch \(validators.epoch); following until a change adds it")
+        }
     }
+
+    private static func makeConsensus(
+        chainId: String, validators: ValidatorSet, settings: ReplicaSettings, hasher: ChainHasher, key: PrivateKey?,
+        verifier: any SignatureVerifier, safety: SafetyData?, head: CommittedBlock
+    ) -> Consensus {
+        let root = BlockInfo(header: head.block.header, hash: head.hash)
+        // The last block of an epoch is committed by the old validators; the new epoch
+        // starts from it with its own synthetic certificate.
+        let rootCertificate =
+            head.certificate.flatMap { $0.vote.epoch == validators.epoch ? $0 : nil }
+            ?? Consensus.rootCertificate(chainId: chainId, epoch: validators.epoch, root: root)
+        return Consensus(
+            config: ConsensusConfig(
+                chainId: chainId, validators: validators, roundTimeoutMilliseconds: settings.roundTimeoutMilliseconds,
+                roundTimeoutMaxMilliseconds: settings.roundTimeoutMaxMilliseconds),
+            hasher: hasher, key: key, verifier: verifier, safety: safety, root: root, rootCertificate: rootCertificate)
+    }
+
+    /// The validator set of each epoch so far, from the genesis and the hand-overs.
+    public func validatorSets() -> [ValidatorSet] {
+        let genesisSet = try? genesis.validatorSet()
+        return (genesisSet.map { [$0] } ?? []) + epochChanges.values.sorted { $0.validators.epoch < $1.validators.epoch }.map(\.validators)
+    }
+
+    /// The hand-over that ends at block `height`, if an epoch ended there.
+    public func epochChange(endingAt height: UInt64) -> EpochChange? { epochChanges[height] }
+
+    /// All hand-overs since the genesis, oldest first: what a light client needs to
+    /// check a certificate of the current epoch.
+    public var epochHandOvers: [EpochChange] { epochChanges.values.sorted { $0.validators.epoch < $1.validators.epoch } }
 
     /// Loads the last committed block, or writes block 0 from the genesis on first start.
     static func openChain(
@@ -209,6 +250,12 @@ public final class Replica {
         do {
             switch message {
             case .consensus(let message):
+                if message.epoch > validators.epoch {
+                    // The peer is in a later epoch: this node missed a hand-over.
+                    requestSync(from: peer, &effects)
+                    return effects
+                }
+                guard message.epoch == validators.epoch else { return effects }
                 lastSender = peer
                 try apply(consensus.handle(.message(message, from: peer)), &effects)
             case .transactions(let transactions):
@@ -230,7 +277,8 @@ public final class Replica {
         var effects: [ReplicaEffect] = []
         do {
             switch timer {
-            case .round(let round):
+            case .round(let epoch, let round):
+                guard epoch == validators.epoch else { break }
                 try apply(consensus.handle(.timerFired(round: round)), &effects)
             case .propose:
                 try proposeIfReady(&effects)
@@ -308,7 +356,9 @@ public final class Replica {
 
     private func apply(_ actions: [ConsensusAction], _ effects: inout [ReplicaEffect]) throws {
         defer { keepCertifiedTip() }
-        for action in actions {
+        let epoch = validators.epoch
+        // After a commit ends the epoch, the rest of the old consensus's actions are moot.
+        for action in actions where validators.epoch == epoch {
             switch action {
             case .persist(let data):
                 try ledger.persistSafety(data.canonicalBytes)
@@ -326,7 +376,7 @@ public final class Replica {
             case .commit(let blocks, let certificate):
                 try commit(blocks, certificate: certificate, &effects)
             case .scheduleTimeout(let round, let milliseconds):
-                effects.append(.timer(.round(round), afterMilliseconds: milliseconds))
+                effects.append(.timer(.round(epoch: validators.epoch, round: round), afterMilliseconds: milliseconds))
             case .fetch(_, let from):
                 requestSync(from: from, &effects)
             case .refused(let error):
@@ -369,12 +419,13 @@ public final class Replica {
     /// Executes `transactions` on `parent` and returns the block's execution with its
     /// roots; nil when the parent's state is not here.
     private func execute(_ transactions: [VerifiedTransaction], height: UInt64, on parent: Hash)
-        throws -> (receipts: [Receipt], ids: [Hash], stateRoot: Hash, batch: WriteBatch)?
+        throws -> (receipts: [Receipt], ids: [Hash], stateRoot: Hash, batch: WriteBatch, nextValidators: ValidatorSet?)?
     {
         guard let view = stateView(after: parent), let parentHeader = header(of: parent) else { return nil }
         let execution = executor.execute(transactions, height: height, base: view)
         let (stateRoot, batch) = try view.stage(root: parentHeader.stateRoot, changes: execution.changes)
-        return (execution.receipts, transactions.map(\.id), stateRoot, batch)
+        let nextValidators = try execution.changes.first { $0.key == ValidatorSet.stateKey }?.value.map { try ValidatorSet(canonicalBytes: $0) }
+        return (execution.receipts, transactions.map(\.id), stateRoot, batch, nextValidators)
     }
 
     /// Checks a block by executing it: its transactions verify, and the roots and counts
@@ -385,7 +436,8 @@ public final class Replica {
         if executed[hash] != nil { return true }
         guard let parent = self.header(of: header.parent), header.height == parent.height + 1,
             header.timestampMilliseconds >= parent.timestampMilliseconds, header.epoch == validators.epoch,
-            header.chainId == genesis.chainId, block.transactions.count <= Int(genesis.consensus.blockTransactionsMax)
+            header.chainId == genesis.chainId, block.transactions.count <= Int(genesis.consensus.blockTransactionsMax),
+            block.transactions.isEmpty || !epochEnds(through: header.parent)
         else { return false }
         var verified: [VerifiedTransaction] = []
         verified.reserveCapacity(block.transactions.count)
@@ -404,8 +456,22 @@ public final class Replica {
         guard header.transactionsRoot == hasher.merkleRoot(result.ids), header.receiptsRoot == receiptsRoot,
             header.stateRoot == result.stateRoot, header.transactionCount == UInt32(verified.count)
         else { return false }
-        executed[hash] = ExecutedBlock(block: block, hash: hash, transactionIds: result.ids, receipts: result.receipts, batch: result.batch)
+        executed[hash] = ExecutedBlock(
+            block: block, hash: hash, transactionIds: result.ids, receipts: result.receipts, batch: result.batch,
+            nextValidators: result.nextValidators)
         return true
+    }
+
+    /// Whether `hash` or an uncommitted ancestor of it is the last block of the epoch:
+    /// then the blocks after it carry no transactions, so nothing executes under a set
+    /// that is about to change.
+    private func epochEnds(through hash: Hash) -> Bool {
+        var cursor = hash
+        while cursor != head.hash, let block = executed[cursor] {
+            if block.nextValidators != nil { return true }
+            cursor = block.block.header.parent
+        }
+        return false
     }
 
     // MARK: Proposing
@@ -418,9 +484,12 @@ public final class Replica {
         }
         guard let view = stateView(after: request.parent.hash), let parentHeader = header(of: request.parent.hash) else { return }
         let height = request.parent.height + 1
-        let picked = mempool.reap(
-            countMax: Int(genesis.consensus.blockTransactionsMax), gasMax: genesis.consensus.blockGasMax,
-            accountNonce: { address in (try? StateKeys.decodeU64(view.value(for: StateKeys.nonce(address)))) ?? 0 })
+        let picked =
+            epochEnds(through: request.parent.hash)
+            ? []
+            : mempool.reap(
+                countMax: Int(genesis.consensus.blockTransactionsMax), gasMax: genesis.consensus.blockGasMax,
+                accountNonce: { address in (try? StateKeys.decodeU64(view.value(for: StateKeys.nonce(address)))) ?? 0 })
         // An empty block is worth proposing only to commit blocks that carry transactions.
         guard !picked.isEmpty || consensus.uncommittedTransactions else { return }
         let interval = genesis.consensus.blockIntervalMilliseconds
@@ -436,7 +505,9 @@ public final class Replica {
             receiptsRoot: hasher.merkleRoot(result.receipts.map { $0.hash(using: hasher) }), stateRoot: result.stateRoot)
         let block = Block(header: header, transactions: picked.map(\.transaction))
         let hash = header.hash(using: hasher)
-        executed[hash] = ExecutedBlock(block: block, hash: hash, transactionIds: result.ids, receipts: result.receipts, batch: result.batch)
+        executed[hash] = ExecutedBlock(
+            block: block, hash: hash, transactionIds: result.ids, receipts: result.receipts, batch: result.batch,
+            nextValidators: result.nextValidators)
         let proposal = Proposal(
             block: block, justify: request.justify, timeout: request.timeout, signature: try key.sign(Proposal.signingMessage(blockHash: hash)))
         wantedProposal = nil
@@ -447,21 +518,73 @@ public final class Replica {
 
     // MARK: Committing
 
-    private func commit(_ blocks: [BlockInfo], certificate: QuorumCertificate, _ effects: inout [ReplicaEffect]) throws {
-        for info in blocks {
+    /// Commits `blocks` (lowest first), which `certificate` commits, through the headers
+    /// of `bridge` after the last when the certificate commits a later block. Stops at
+    /// the last block of an epoch and starts the next epoch from it; the blocks after it
+    /// are empty, never committed, and the new epoch builds on it instead.
+    /// Returns whether an epoch ended.
+    @discardableResult
+    private func commit(
+        _ blocks: [BlockInfo], certificate: QuorumCertificate, bridge: [BlockHeader] = [], _ effects: inout [ReplicaEffect]
+    ) throws -> Bool {
+        for (position, info) in blocks.enumerated() {
             guard let block = executed[info.hash] else {
                 preconditionFailure("consensus committed block \(info.hash), which this node never executed")
             }
+            var change: EpochChange?
+            if let next = block.nextValidators {
+                let after = blocks[(position + 1)...].compactMap { executed[$0.hash]?.block.header } + bridge
+                guard let view = stateView(after: block.hash) else { preconditionFailure("state of an executed block is missing") }
+                change = EpochChange(
+                    validators: next, lastHeader: block.block.header, evidence: CommitEvidence(certificate: certificate, headers: after),
+                    validatorsProof: try view.tree.prove(ValidatorSet.stateKey, root: block.block.header.stateRoot))
+            }
             try ledger.commit(
                 block.block, certificate: certificate, receipts: block.receipts, transactionIds: block.transactionIds,
-                genesisHash: nil, batch: block.batch)
+                genesisHash: nil, epochChange: change, batch: block.batch)
             head = CommittedBlock(block: block.block, hash: block.hash, certificate: certificate)
             executed[info.hash] = nil
             afterCommit(block, &effects)
+            if let change {
+                try beginEpoch(change, &effects)
+                return true
+            }
         }
         executed = executed.filter { $0.value.block.header.height > head.block.header.height }
         certificates = certificates.filter { executed[$0.key] != nil }
         try workChanged(&effects)
+        return false
+    }
+
+    /// Starts the consensus of the epoch `change` hands over to, rooted at the block it ends.
+    private func beginEpoch(_ change: EpochChange, _ effects: inout [ReplicaEffect]) throws {
+        epochChanges[change.lastHeader.height] = change
+        validators = change.validators
+        executed = [:]
+        certificates = [:]
+        wantedProposal = nil
+        keptCertificate = nil
+        reportedWork = false
+        syncInFlight = false
+        let safety = SafetyData(epoch: validators.epoch)
+        try ledger.persistSafety(safety.canonicalBytes)
+        consensus = Self.makeConsensus(
+            chainId: genesis.chainId, validators: validators, settings: settings, hasher: hasher, key: validatorKey, verifier: verifier,
+            safety: safety, head: head)
+        logger.info("epoch \(validators.epoch) begins after block \(head.block.header.height) with \(validators.validators.count) validators")
+        effects.append(.epochChanged(validators, addresses: peerAddresses()))
+        try apply(consensus.start(), &effects)
+        try workChanged(&effects)
+    }
+
+    /// The peer endpoints governance recorded for the current validators.
+    public func peerAddresses() -> [PublicKey: String] {
+        var addresses: [PublicKey: String] = [:]
+        for validator in validators.validators {
+            let key = StateKeys.peerAddress(Address(of: validator.publicKey, using: hasher))
+            if let bytes = try? state.value(for: key) { addresses[validator.publicKey] = String(decoding: bytes, as: UTF8.self) }
+        }
+        return addresses
     }
 
     private func afterCommit(_ block: ExecutedBlock, _ effects: inout [ReplicaEffect]) {
@@ -494,23 +617,32 @@ public final class Replica {
         let tip = head.block.header.height
         let limit = UInt64(min(request.blocksMax, SyncResponse.blocksMax))
         var committed: [Block] = []
-        var certificate: QuorumCertificate?
+        var evidence: CommitEvidence?
+        var direct: (count: Int, certificate: QuorumCertificate)?
         var height = request.committedHeight + 1
         while height <= tip {
             guard let entry = try ledger.block(at: height) else { break }
             committed.append(entry.block)
+            if let change = epochChanges[height] {
+                // A response stays within one epoch: the requester checks it against the
+                // set of its epoch, and learns the next set from this last block.
+                evidence = change.evidence
+                break
+            }
             if let stored = entry.certificate, stored.vote.commitHash == entry.hash {
-                certificate = stored
+                direct = (committed.count, stored)
                 if UInt64(committed.count) >= limit { break }
             }
             height += 1
         }
-        // Cut after the last block that a certificate commits directly.
-        if let certificate, let last = committed.lastIndex(where: { $0.header.height == certificate.vote.commitHeight }) {
-            committed = Array(committed[...last])
-        } else {
-            committed = []
-            certificate = nil
+        if evidence == nil {
+            // Cut after the last block that a certificate commits directly.
+            if let direct {
+                committed = Array(committed.prefix(direct.count))
+                evidence = CommitEvidence(certificate: direct.certificate)
+            } else {
+                committed = []
+            }
         }
         var certified: [SyncResponse.Certified] = []
         if committed.last.map({ $0.header.height == tip }) ?? (request.committedHeight >= tip) {
@@ -524,7 +656,7 @@ public final class Replica {
             }
             certified = chain.reversed().filter { $0.block.header.height > request.committedHeight }
         }
-        return SyncResponse(committed: committed, commitCertificate: certificate, certified: Array(certified.prefix(Int(limit))))
+        return SyncResponse(committed: committed, commitEvidence: evidence, certified: Array(certified.prefix(Int(limit))))
     }
 
     private func catchUp(with response: SyncResponse, from peer: UInt16, _ effects: inout [ReplicaEffect]) throws {
@@ -534,19 +666,19 @@ public final class Replica {
             lastSender = nil
             return
         }
-        if let certificate = response.commitCertificate, let last = response.committed.last {
+        if let evidence = response.commitEvidence, let last = response.committed.last {
             guard response.committed.first?.header.parent == head.hash,
-                zip(response.committed, response.committed.dropFirst()).allSatisfy({ $1.header.parent == $0.header.hash(using: hasher) }),
-                certificate.vote.commitHash == last.header.hash(using: hasher), certificate.vote.commitHeight == last.header.height
+                zip(response.committed, response.committed.dropFirst()).allSatisfy({ $1.header.parent == $0.header.hash(using: hasher) })
             else {
                 logger.warning("catch-up from validator \(peer): blocks do not extend this node's chain")
                 return
             }
-            do { try certificate.verify(against: validators, verifier: verifier) } catch {
+            do { try evidence.verify(commits: last.header, validators: validators, hasher: hasher, verifier: verifier) } catch {
                 logger.warning("catch-up from validator \(peer): \(error)")
                 return
             }
-            for block in response.committed {
+            let certificate = evidence.certificate
+            for (position, block) in response.committed.enumerated() {
                 guard validate(block) else {
                     // A block that a quorum committed does not execute to its roots here:
                     // this node's software or disk disagrees with the chain. Stop rather
@@ -554,7 +686,12 @@ public final class Replica {
                     preconditionFailure("committed block \(block.header.height) does not execute to its header's roots")
                 }
                 let hash = block.header.hash(using: hasher)
-                try commit([BlockInfo(header: block.header, hash: hash)], certificate: certificate, &effects)
+                let bridge = response.committed[(position + 1)...].map(\.header) + evidence.headers
+                if try commit([BlockInfo(header: block.header, hash: hash)], certificate: certificate, bridge: bridge, &effects) {
+                    // A new epoch: its consensus starts from this block; ask for more.
+                    requestSync(from: peer, &effects)
+                    return
+                }
             }
             try apply(consensus.handle(.caughtUp(root: BlockInfo(header: head.block.header, hash: head.hash), certificate: certificate)), &effects)
         }

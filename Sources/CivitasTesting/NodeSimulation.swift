@@ -32,6 +32,9 @@ public final class NodeSimulation {
         /// How long a client waits for its transaction before sending it again.
         public var clientRetryMilliseconds: UInt64 = 3_000
         public var clientThinkMilliseconds: UInt64 = 20
+        /// Governance adds a validator of a new organisation (run by one more node, which
+        /// starts as a follower), then removes validator 1, while the faults go on.
+        public var reconfiguration = false
         public init() {}
     }
 
@@ -66,8 +69,21 @@ public final class NodeSimulation {
         var nextAt: UInt64 = 0
     }
 
+    /// Governance transactions sent one after the other, each once the one before
+    /// committed; each must succeed.
+    struct GovernanceScript {
+        var steps: [(admin: Int, call: Call)]
+        var builders: [TransactionBuilder]
+        var nonces: [UInt64]
+        var outstanding: VerifiedTransaction?
+        var sentAt: UInt64 = 0
+        var startAt: UInt64
+        var finished: Bool { steps.isEmpty && outstanding == nil }
+    }
+
     enum Payload {
-        case message(PeerMessage, from: UInt16)
+        /// `from` is the sending node; the receiver maps it to an index of its own set.
+        case message(PeerMessage, from: Int)
         case timer(ReplicaTimer)
         case crash
         case restart(wipe: Bool)
@@ -83,6 +99,9 @@ public final class NodeSimulation {
     var queue = EventQueue<Payload>()
     var nodes: [SimulatedNode] = []
     var clients: [Client] = []
+    var governance: GovernanceScript?
+    /// Transactions whose receipt reported failure.
+    public private(set) var failedTransactions: Set<Hash> = []
     var partitions: [(start: UInt64, end: UInt64, side: Set<Int>)] = []
     /// The one block committed at each height, across all nodes.
     public private(set) var canonical: [UInt64: Hash] = [:]
@@ -101,9 +120,16 @@ public final class NodeSimulation {
         let validatorKeys = try (0..<settings.validators).map { index in
             try PrivateKey(scheme: .ed25519, rawRepresentation: [UInt8](repeating: UInt8(index + 1), count: 32))
         }
-        let adminKeys = try (0..<settings.validators).map { index in
+        let adminKeys = try (0...settings.validators).map { index in
             try PrivateKey(scheme: .ed25519, rawRepresentation: [UInt8](repeating: UInt8(50 + index), count: 32))
         }
+        let authorities = try (0...settings.validators).map { index in
+            try TLSIdentity.makeAuthority(
+                organisation: "org\(index)", now: Date(timeIntervalSince1970: 1_800_000_000),
+                seed: [UInt8](repeating: UInt8(index + 1), count: 32)
+            ).certificatePEM
+        }
+        let joinerKey = try PrivateKey(scheme: .ed25519, rawRepresentation: [UInt8](repeating: 200, count: 32))
         let clientKeys = try (0..<settings.clients).map { index in
             try PrivateKey(scheme: .ed25519, rawRepresentation: [UInt8](repeating: UInt8(100 + index), count: 32))
         }
@@ -113,11 +139,7 @@ public final class NodeSimulation {
                 .init(
                     id: "org\(index)", name: "Organisation \(index)", admins: [adminKeys[index].publicKey],
                     members: index == 0 ? clientKeys.map(\.publicKey) : [],
-                    validators: [.init(publicKey: key.publicKey, power: 1)],
-                    tlsAuthority: try! TLSIdentity.makeAuthority(
-                        organisation: "org\(index)", now: Date(timeIntervalSince1970: 1_800_000_000),
-                        seed: [UInt8](repeating: UInt8(index + 1), count: 32)
-                    ).certificatePEM)
+                    validators: [.init(publicKey: key.publicKey, power: 1)], tlsAuthority: authorities[index])
             },
             allocations: clientKeys.map { .init(account: $0.publicKey, amount: 1_000_000) },
             consensus: .init(blockIntervalMilliseconds: 20, blockTransactionsMax: 500),
@@ -125,6 +147,26 @@ public final class NodeSimulation {
         hasher = ChainHasher(.sha256)
         nodes = validatorKeys.enumerated().map { SimulatedNode(index: $0.offset, key: $0.element) }
         clients = clientKeys.map { Client(key: $0, builder: TransactionBuilder(chainId: "sim", hashSuite: .sha256, key: $0)) }
+        if settings.reconfiguration {
+            let newOrg = settings.validators
+            nodes.append(SimulatedNode(index: newOrg, key: joinerKey))
+            let add = ValidatorChange.add(
+                .init(
+                    validator: joinerKey.publicKey, power: 1, organisation: "org\(newOrg)", address: "127.0.0.1:9",
+                    newOrganisation: .init(name: "Organisation \(newOrg)", admins: [adminKeys[newOrg].publicKey], tlsAuthority: authorities[newOrg])))
+            let remove = ValidatorChange.remove(validatorKeys[1].publicKey)
+            func steps(_ change: ValidatorChange, approvers: [Int]) -> [(admin: Int, call: Call)] {
+                let id = GovernanceModule.proposalId(change, hasher: ChainHasher(.sha256))
+                return [(0, Call(module: "governance", method: "propose", arguments: GovernanceModule.proposeArguments(change)))]
+                    + approvers.map { ($0, Call(module: "governance", method: "approve", arguments: GovernanceModule.approveArguments(id: id))) }
+            }
+            // Four organisations need three approvals; five need four.
+            let approversAfterAdd = [2, 3, newOrg]
+            governance = GovernanceScript(
+                steps: steps(add, approvers: [1, 2]) + steps(remove, approvers: approversAfterAdd),
+                builders: adminKeys.map { TransactionBuilder(chainId: "sim", hashSuite: .sha256, key: $0) },
+                nonces: Array(repeating: 0, count: adminKeys.count), startAt: settings.faultsUntil / 5)
+        }
     }
 
     func fail(_ message: String) -> Failure {
@@ -153,6 +195,7 @@ public final class NodeSimulation {
         while now <= end {
             if now >= nextClientTick {
                 try driveClients()
+                try driveGovernance()
                 nextClientTick = now + 5
             }
             if now > settings.faultsUntil, livenessShown { return }
@@ -183,7 +226,9 @@ public final class NodeSimulation {
             }
             guard node.up, next.incarnation == node.incarnation, let replica = node.replica else { continue }
             switch next.payload {
-            case .message(let message, let from):
+            case .message(let message, let sender):
+                // The network authenticates the sender's key; indexes are per epoch.
+                guard let from = replica.validators.index(of: nodes[sender].key.publicKey) else { continue }
                 try perform(node, replica.receive(message, from: from, now: now))
             case .timer(let timer):
                 try perform(node, replica.timerFired(timer, now: now))
@@ -196,9 +241,17 @@ public final class NodeSimulation {
         throw fail("no liveness after the faults: nodes \(stuck) committed nothing since; clients \(waiting) still wait; heights \(nodes.map(\.height))")
     }
 
-    /// Every node that is up committed after the faults, and no client waits.
+    /// The validators of the latest epoch any node reached.
+    public var latestValidators: ValidatorSet? {
+        nodes.compactMap { $0.replica?.validators }.max { $0.epoch < $1.epoch }
+    }
+
+    /// Every validator that is up committed after the faults, no client waits, and the
+    /// governance changes are done.
     var livenessShown: Bool {
-        nodes.allSatisfy { !$0.up || $0.lastCommit > settings.faultsUntil }
+        let members = latestValidators
+        return nodes.allSatisfy { !$0.up || $0.lastCommit > settings.faultsUntil || members?.index(of: $0.key.publicKey) == nil }
+            && (governance?.finished ?? true)
             && clients.allSatisfy { $0.outstanding == nil || $0.createdAt > settings.faultsUntil }
             && clients.contains { $0.nonce > 0 }
     }
@@ -229,8 +282,37 @@ public final class NodeSimulation {
         }
     }
 
+    func driveGovernance() throws {
+        guard var script = governance, now >= script.startAt else { return }
+        defer { governance = script }
+        if let outstanding = script.outstanding {
+            if committedTransactions[outstanding.id] != nil {
+                guard !failedTransactions.contains(outstanding.id) else {
+                    throw fail("governance transaction \(outstanding.id) failed")
+                }
+                script.outstanding = nil
+            } else if now >= script.sentAt + settings.clientRetryMilliseconds {
+                script.sentAt = now
+                send(outstanding)
+            }
+            return
+        }
+        guard !script.steps.isEmpty else { return }
+        let (admin, call) = script.steps.removeFirst()
+        let (signed, _) = try script.builders[admin].sign(call: call, nonce: script.nonces[admin], expiryHeight: 1_000_000, gasLimit: 1_000_000)
+        script.nonces[admin] += 1
+        let verified = try VerifiedTransaction.verify(signed, hasher: hasher, verifier: verifier)
+        script.outstanding = verified
+        script.sentAt = now
+        send(verified)
+    }
+
     func submit(_ transaction: VerifiedTransaction, _ client: inout Client) {
         client.sentAt = now
+        send(transaction)
+    }
+
+    func send(_ transaction: VerifiedTransaction) {
         let live = nodes.filter { $0.up && $0.replica != nil }
         guard !live.isEmpty else { return }
         let node = live[Int(random.next() % UInt64(live.count))]
@@ -250,9 +332,17 @@ public final class NodeSimulation {
             if trace { print("\(now) n\(node.index): \(String(describing: effect).prefix(200))") }
             switch effect {
             case .send(let message, let to):
-                deliver(message, from: node.index, to: Int(to))
+                guard let replica = node.replica, Int(to) < replica.validators.validators.count else { break }
+                let key = replica.validators.validators[Int(to)].publicKey
+                if let target = nodes.first(where: { $0.key.publicKey == key }) { deliver(message, from: node.index, to: target.index) }
             case .broadcast(let message):
-                for target in nodes.indices where target != node.index { deliver(message, from: node.index, to: target) }
+                // To the validators of the sender's epoch, as the network connects them.
+                guard let members = node.replica?.validators else { break }
+                for target in nodes where target.index != node.index && members.index(of: target.key.publicKey) != nil {
+                    deliver(message, from: node.index, to: target.index)
+                }
+            case .epochChanged:
+                break
             case .timer(let timer, let milliseconds):
                 schedule(node.index, after: milliseconds, .timer(timer))
             case .committed(let notice):
@@ -279,9 +369,9 @@ public final class NodeSimulation {
         }
         let range = settings.delayMilliseconds
         let delay = range.lowerBound + random.next() % (range.upperBound - range.lowerBound + 1)
-        schedule(target, after: delay, .message(decoded, from: UInt16(sender)))
+        schedule(target, after: delay, .message(decoded, from: sender))
         if now < settings.faultsUntil, random.chance(settings.duplication) {
-            schedule(target, after: delay + random.next() % 50, .message(decoded, from: UInt16(sender)))
+            schedule(target, after: delay + random.next() % 50, .message(decoded, from: sender))
         }
     }
 
@@ -294,6 +384,9 @@ public final class NodeSimulation {
             throw fail("SAFETY: node \(node.index) committed \(notice.hash) at height \(height); another node committed \(existing)")
         }
         canonical[height] = notice.hash
+        for (id, receipt) in zip(notice.transactionIds, notice.receipts) where !receipt.status.isSuccess {
+            failedTransactions.insert(id)
+        }
         for id in notice.transactionIds {
             if let earlier = committedTransactions[id], earlier != height {
                 throw fail("transaction \(id) committed at heights \(earlier) and \(height)")

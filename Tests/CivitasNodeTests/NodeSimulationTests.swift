@@ -18,6 +18,12 @@ import Testing
                 try simulation.run()
                 try simulation.checkLedgers()
                 #expect(!simulation.committedTransactions.isEmpty, "seed \(seed): nothing committed")
+                if settings.reconfiguration {
+                    // Added one validator, then removed validator 1: epoch 2, same count.
+                    let last = simulation.latestValidators
+                    #expect(last?.epoch == 2, "seed \(seed): ended in epoch \(String(describing: last?.epoch))")
+                    #expect(last?.validators.map(\.organisation) == ["org0", "org2", "org3", "org4"], "seed \(seed)")
+                }
             } catch {
                 Issue.record("\(error)")
                 return
@@ -45,6 +51,24 @@ import Testing
         settings.wipes = true
         settings.loss = 0.02
         run(settings, seeds: Self.seeds(10, salt: 13))
+    }
+
+    @Test func validatorAddedThenRemovedByGovernance() {
+        var settings = NodeSimulation.Settings()
+        settings.reconfiguration = true
+        settings.faultsUntil = 6_000
+        run(settings, seeds: Self.seeds(3, salt: 15))
+    }
+
+    @Test func validatorSetChangesUnderFaults() {
+        var settings = NodeSimulation.Settings()
+        settings.reconfiguration = true
+        settings.faultsUntil = 12_000
+        settings.loss = 0.05
+        settings.partitions = true
+        settings.crashes = true
+        settings.wipes = true
+        run(settings, seeds: Self.seeds(8, salt: 16))
     }
 
     @Test func oneValidatorAlone() {

@@ -22,8 +22,11 @@ import Testing
         let messages: [PeerMessage] = [
             .transactions([transaction, transaction]),
             .syncRequest(SyncRequest(committedHeight: 7, blocksMax: 256)),
-            .syncResponse(SyncResponse(committed: [block], commitCertificate: certificate, certified: [.init(block: block, certificate: certificate)])),
-            .syncResponse(SyncResponse(committed: [], commitCertificate: nil, certified: [])),
+            .syncResponse(
+                SyncResponse(
+                    committed: [block], commitEvidence: CommitEvidence(certificate: certificate), certified: [.init(block: block, certificate: certificate)])),
+            .syncResponse(SyncResponse(committed: [block], commitEvidence: CommitEvidence(certificate: certificate, headers: [header, header]), certified: [])),
+            .syncResponse(SyncResponse(committed: [], commitEvidence: nil, certified: [])),
         ]
         for message in messages {
             let bytes = message.canonicalBytes
@@ -33,7 +36,7 @@ import Testing
         }
         #expect(throws: CodecError.self) { try PeerMessage(canonicalBytes: [9]) }
         // Committed blocks without the certificate that commits them are refused.
-        let uncertified = SyncResponse(committed: [block], commitCertificate: nil, certified: [])
+        let uncertified = SyncResponse(committed: [block], commitEvidence: nil, certified: [])
         #expect(throws: CodecError.self) { try PeerMessage(canonicalBytes: PeerMessage.syncResponse(uncertified).canonicalBytes) }
     }
 }

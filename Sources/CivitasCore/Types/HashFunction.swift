@@ -44,6 +44,7 @@ public enum HashDomain: String, Sendable, CaseIterable {
     case proposal = "civitas.proposal"
     case timeout = "civitas.timeout"
     case batch = "civitas.batch"
+    case governance = "civitas.governance"
 
     public var prefix: [UInt8] { Array(rawValue.utf8) + [0] }
 }

@@ -15,6 +15,7 @@ public enum ProtocolLimits {
     public static let eventAttributeValueBytesMax = 1024
     public static let errorMessageBytesMax = 1024
     public static let validatorsMax = 256
+    public static let organisationIdBytesMax = 64
     public static let stateKeyBytesMax = 1024
     public static let stateValueBytesMax = 64 * 1024
 }
