@@ -155,6 +155,7 @@ public struct StatusView: Codable, Sendable {
     public var mempoolBytes: Int
     public var validatorIndex: UInt16?
     public var round: UInt64
+    public var epoch: UInt64
     public var version: String
 
     init(_ status: NodeStatus) {
@@ -168,6 +169,7 @@ public struct StatusView: Codable, Sendable {
         mempoolBytes = status.mempoolBytes
         validatorIndex = status.validatorIndex
         round = status.round
+        epoch = status.epoch
         version = CivitasVersion.string
     }
 }

@@ -73,24 +73,37 @@ struct NodeCommand: AsyncParsableCommand {
             logger.info("node stopped")
         }
 
-        /// Connects a validator of a multi-validator chain to its peers over mutual TLS.
+        /// Connects a validator to the others over mutual TLS. A lone validator listens
+        /// too, so validators that governance adds can reach it.
         func startNetwork(
             config: NodeConfig, genesis: Genesis, node: Node, validatorKey: PrivateKey?, logger: Logger
         ) async throws -> PeerLink? {
-            guard node.validators.validators.count > 1 else { return nil }
             guard let validatorKey else {
-                throw CommandError("\(home)/node.json names no validatorKey; nodes that do not vote cannot join the validators' network yet")
+                guard node.validators.validators.count == 1 else {
+                    throw CommandError("\(home)/node.json names no validatorKey; nodes that do not vote cannot join the validators' network yet")
+                }
+                return nil
             }
-            var authorities: [String: String] = [:]
-            for org in genesis.organisations { authorities[org.id] = org.tlsAuthority }
             let identity = TLSIdentity(
                 certificatePEM: String(decoding: try FileSystem.read(resolve(config.tlsCertificate)), as: UTF8.self),
                 privateKeyPEM: String(decoding: try FileSystem.read(resolve(config.tlsKey)), as: UTF8.self))
-            let peers = Dictionary(
-                config.peers.map { (UInt16($0.validator), PeerAddress(host: $0.host, port: $0.port)) }, uniquingKeysWith: { $1 })
+            // Peers in node.json are numbered as in the genesis; governance records the
+            // endpoints of validators it adds. The node may be in a later epoch already.
+            let genesisValidators = try genesis.validatorSet().validators
+            var addresses = NetworkTransport.addresses(node.membership.addresses)
+            for peer in config.peers where peer.validator < genesisValidators.count {
+                addresses[genesisValidators[peer.validator].publicKey] = PeerAddress(host: peer.host, port: peer.port)
+            }
+            let membership = node.membership
+            var authorities: [String: String] = membership.authorities
+            for org in genesis.organisations where authorities[org.id] == nil { authorities[org.id] = org.tlsAuthority }
+            var peers: [UInt16: PeerAddress] = [:]
+            for (key, address) in addresses {
+                if let index = membership.validators.index(of: key) { peers[index] = address }
+            }
             let link = try PeerLink(
                 config: PeerNetworkConfig(
-                    chainId: genesis.chainId, genesisHash: node.genesisHash, validators: node.validators, authorities: authorities,
+                    chainId: genesis.chainId, genesisHash: node.genesisHash, validators: membership.validators, authorities: authorities,
                     validatorKey: validatorKey, identity: identity, listen: PeerAddress(host: config.p2pHost, port: config.p2pPort),
                     peers: peers),
                 logger: logger)
@@ -117,6 +130,25 @@ struct NetworkTransport: PeerTransport {
 
     func broadcast(_ message: PeerMessage) {
         network.broadcast(Frame(kind: .message, bytes: message.canonicalBytes))
+    }
+
+    func membershipChanged(_ membership: EpochMembership) {
+        do {
+            try network.update(
+                validators: membership.validators, authorities: membership.authorities, addresses: Self.addresses(membership.addresses))
+        } catch {
+            network.logger.error("cannot move the network to epoch \(membership.validators.epoch): \(error)")
+        }
+    }
+
+    /// Parses `host:port` endpoints; malformed ones (governance checks them) are skipped.
+    static func addresses(_ text: [PublicKey: String]) -> [PublicKey: PeerAddress] {
+        var addresses: [PublicKey: PeerAddress] = [:]
+        for (key, endpoint) in text {
+            guard let colon = endpoint.lastIndex(of: ":"), let port = Int(endpoint[endpoint.index(after: colon)...]) else { continue }
+            addresses[key] = PeerAddress(host: String(endpoint[..<colon]), port: port)
+        }
+        return addresses
     }
 }
 

@@ -44,4 +44,6 @@ public struct NodeStatus: Sendable {
     public var genesisHash: Hash
     /// The consensus round this node is in.
     public var round: UInt64
+    /// The epoch of the current validator set.
+    public var epoch: UInt64
 }

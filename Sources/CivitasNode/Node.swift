@@ -16,13 +16,12 @@ public protocol PeerTransport: Sendable {
     /// `validator` is an index in the current epoch's set.
     func send(_ message: PeerMessage, to validator: UInt16)
     func broadcast(_ message: PeerMessage)
-    /// A new epoch began: from now on indexes refer to `validators`; `addresses` are
-    /// the peer endpoints governance recorded for them.
-    func membershipChanged(_ validators: ValidatorSet, addresses: [PublicKey: String])
+    /// A new epoch began: from now on indexes refer to its validators.
+    func membershipChanged(_ membership: EpochMembership)
 }
 
 extension PeerTransport {
-    public func membershipChanged(_ validators: ValidatorSet, addresses: [PublicKey: String]) {}
+    public func membershipChanged(_ membership: EpochMembership) {}
 }
 
 /// How a node keeps time: the system clock with real timers, or a clock that moves only
@@ -39,7 +38,7 @@ public actor Node {
     public nonisolated let genesis: Genesis
     public nonisolated let genesisHash: Hash
     public nonisolated let hasher: ChainHasher
-    private nonisolated let currentValidators: Mutex<ValidatorSet>
+    private nonisolated let currentMembership: Mutex<EpochMembership>
     public nonisolated let verifier = SignatureVerifiers()
     public nonisolated let logger: Logger
 
@@ -77,7 +76,7 @@ public actor Node {
         self.genesis = genesis
         self.hasher = replica.hasher
         self.genesisHash = replica.genesisHash
-        self.currentValidators = Mutex(replica.validators)
+        self.currentMembership = Mutex(replica.membership())
         self.logger = logger
         self.limits = limits
         self.timing = timing
@@ -90,7 +89,10 @@ public actor Node {
     }
 
     /// The validators of the current epoch.
-    public nonisolated var validators: ValidatorSet { currentValidators.withLock { $0 } }
+    public nonisolated var validators: ValidatorSet { currentMembership.withLock { $0.validators } }
+
+    /// The current validators with the endpoints and CAs the network needs.
+    public nonisolated var membership: EpochMembership { currentMembership.withLock { $0 } }
 
     private var now: UInt64 {
         if case .manual = timing { return manualNow }
@@ -182,9 +184,9 @@ public actor Node {
                 schedule(timer, after: milliseconds)
             case .committed(let notice):
                 committed(notice)
-            case .epochChanged(let validators, let addresses):
-                currentValidators.withLock { $0 = validators }
-                transport?.membershipChanged(validators, addresses: addresses)
+            case .epochChanged(let membership):
+                currentMembership.withLock { $0 = membership }
+                transport?.membershipChanged(membership)
             }
         }
         roundGauge.record(Int(replica.consensus.round))
@@ -282,7 +284,7 @@ public actor Node {
             chainId: genesis.chainId, hashSuite: genesis.hashSuite, height: head.block.header.height, blockHash: head.hash,
             stateRoot: head.block.header.stateRoot, mempoolTransactions: replica.mempool.count,
             mempoolBytes: replica.mempool.byteCount, validatorIndex: replica.validatorIndex, genesisHash: genesisHash,
-            round: replica.consensus.round)
+            round: replica.consensus.round, epoch: replica.validators.epoch)
     }
 
     public var latest: CommittedBlock { replica.head }

@@ -23,9 +23,18 @@ public enum ReplicaEffect: Sendable {
     case timer(ReplicaTimer, afterMilliseconds: UInt64)
     /// A block is durable; waiters and subscribers may learn of it.
     case committed(CommitNotice)
-    /// A new epoch began with this validator set; `addresses` are the peer endpoints
-    /// that governance recorded for its validators.
-    case epochChanged(ValidatorSet, addresses: [PublicKey: String])
+    /// A new epoch began.
+    case epochChanged(EpochMembership)
+}
+
+/// Who the validators of an epoch are and what the network needs to reach them: the
+/// peer endpoints and TLS CAs that the genesis and governance recorded in the state.
+public struct EpochMembership: Sendable, Equatable {
+    public var validators: ValidatorSet
+    /// `host:port` by validator key, for validators added by governance.
+    public var addresses: [PublicKey: String]
+    /// CA certificate (PEM) by organisation id.
+    public var authorities: [String: String]
 }
 
 /// A committed block with what its transactions did.
@@ -572,19 +581,23 @@ public final class Replica {
             chainId: genesis.chainId, validators: validators, settings: settings, hasher: hasher, key: validatorKey, verifier: verifier,
             safety: safety, head: head)
         logger.info("epoch \(validators.epoch) begins after block \(head.block.header.height) with \(validators.validators.count) validators")
-        effects.append(.epochChanged(validators, addresses: peerAddresses()))
+        effects.append(.epochChanged(membership()))
         try apply(consensus.start(), &effects)
         try workChanged(&effects)
     }
 
-    /// The peer endpoints governance recorded for the current validators.
-    public func peerAddresses() -> [PublicKey: String] {
+    /// The current validators with their recorded endpoints and their organisations' CAs.
+    public func membership() -> EpochMembership {
         var addresses: [PublicKey: String] = [:]
+        var authorities: [String: String] = [:]
         for validator in validators.validators {
             let key = StateKeys.peerAddress(Address(of: validator.publicKey, using: hasher))
             if let bytes = try? state.value(for: key) { addresses[validator.publicKey] = String(decoding: bytes, as: UTF8.self) }
+            if let bytes = try? state.value(for: StateKeys.tlsAuthority(validator.organisation)) {
+                authorities[validator.organisation] = String(decoding: bytes, as: UTF8.self)
+            }
         }
-        return addresses
+        return EpochMembership(validators: validators, addresses: addresses, authorities: authorities)
     }
 
     private func afterCommit(_ block: ExecutedBlock, _ effects: inout [ReplicaEffect]) {
