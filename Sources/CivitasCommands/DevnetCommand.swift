@@ -7,7 +7,7 @@ import Glibc
 
 struct Devnet: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Start or stop a local network of node processes.", subcommands: [Start.self, Stop.self])
+        abstract: "Start or stop a local network of node processes.", subcommands: [Start.self, Stop.self, AddOrganisation.self])
 
     struct Start: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -90,6 +90,34 @@ struct Devnet: AsyncParsableCommand {
             }
             guard index > 0 else { throw CommandError("no network in \(dir)") }
             if stopped == 0 { print("no node of \(dir) was running") }
+        }
+    }
+}
+
+extension Devnet {
+    struct AddOrganisation: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "add-organisation",
+            abstract: "Prepare a new organisation's keys, CA and validator node beside a local network.",
+            discussion: """
+                Writes DIR/keys/ID-admin.json, DIR/keys/ID-ca-*.pem and a new node home DIR/nodeN. \
+                The node follows the chain once started (`civitas devnet start` starts it) and \
+                becomes a validator when governance adds it; the command prints the proposal to make.
+                """)
+
+        @Option(help: "Directory of the network.")
+        var dir: String
+        @Option(help: "Organisation id (default: orgN).")
+        var id: String?
+
+        func run() async throws {
+            let created = try OrganisationLayout(directory: dir, id: id).write()
+            print("organisation \(created.id): admin key \(dir)/keys/\(created.id)-admin.json, CA \(created.authorityFile)")
+            print("validator node: \(created.home) (start it with: civitas devnet start --dir \(dir))")
+            print("propose it (as an existing organisation's admin), then approve with the others' admins:")
+            print("  civitas validator add --home \(created.home) --organisation \(created.id) --tls-authority \(created.authorityFile) \\")
+            print("    --organisation-admin \(created.admin) --key \(dir)/keys/org1-admin.json")
+            print("  civitas governance approve ID --key \(dir)/keys/org2-admin.json   (and org3, …)")
         }
     }
 }

@@ -92,6 +92,61 @@ struct NetworkLayout {
     }
 }
 
+/// A new organisation with one validator node, beside an existing network: what the
+/// organisation prepares on its own host before governance adds it.
+struct OrganisationLayout {
+    var directory: String
+    var id: String?
+
+    struct Created {
+        var id: String
+        var home: String
+        var admin: PublicKey
+        var authorityFile: String
+    }
+
+    func write() throws -> Created {
+        let genesis = try Genesis.load(from: URL(fileURLWithPath: directory + "/genesis.json"))
+        let hasher = ChainHasher(genesis.hashSuite)
+        var index = 0
+        var peers: [NodeConfig.Peer] = []
+        while FileSystem.exists(NetworkLayout.nodeHome(directory, index) + "/node.json") {
+            let config = try NodeConfig.load(home: NetworkLayout.nodeHome(directory, index))
+            // Peers are numbered as in the genesis; nodes added later are found through
+            // the endpoints governance recorded.
+            if index < (try genesis.validatorSet().validators.count) {
+                peers.append(.init(validator: index, host: config.p2pHost, port: config.p2pPort))
+            }
+            index += 1
+        }
+        let id = self.id ?? "org\(index + 1)"
+        guard !genesis.organisations.contains(where: { $0.id == id }), !FileSystem.exists(directory + "/keys/\(id)-admin.json") else {
+            throw CommandError("organisation \(id) exists already in \(directory)")
+        }
+        let scheme = genesis.signatureSchemes.contains(.ed25519) ? SignatureScheme.ed25519 : genesis.signatureSchemes[0]
+        let admin = try PrivateKey.generate(scheme)
+        let validator = try PrivateKey.generate(scheme)
+        try KeyFile(admin, hasher: hasher).write(to: "\(directory)/keys/\(id)-admin.json")
+        let authority = try TLSIdentity.makeAuthority(organisation: id)
+        let authorityFile = "\(directory)/keys/\(id)-ca-certificate.pem"
+        try FileSystem.write(Data(authority.certificatePEM.utf8), to: authorityFile)
+        try FileSystem.writeSecret(Data(authority.privateKeyPEM.utf8), to: "\(directory)/keys/\(id)-ca-key.pem")
+        let home = NetworkLayout.nodeHome(directory, index)
+        try FileSystem.createDirectory(home + "/keys")
+        try KeyFile(validator, hasher: hasher).write(to: home + "/keys/validator.json")
+        let node = try authority.issueNode(named: "node\(index)")
+        try FileSystem.write(Data(node.certificatePEM.utf8), to: home + "/keys/tls-certificate.pem")
+        try FileSystem.writeSecret(Data(node.privateKeyPEM.utf8), to: home + "/keys/tls-key.pem")
+        try genesis.write(to: URL(fileURLWithPath: home + "/genesis.json"))
+        let ports = try FreePorts.pick(2)
+        let config = NodeConfig(apiPort: ports[0], p2pPort: ports[1], peers: peers)
+        try config.write(home: home)
+        let store = try RocksDBStore(path: home + "/" + config.dataDirectory)
+        try Ledger(store: store, hasher: hasher).persistSafety(SafetyData(epoch: 0).canonicalBytes)
+        return Created(id: id, home: home, admin: admin.publicKey, authorityFile: authorityFile)
+    }
+}
+
 /// Free TCP ports on 127.0.0.1, all held open together while picked so they differ.
 enum FreePorts {
     static func pick(_ count: Int) throws -> [Int] {
