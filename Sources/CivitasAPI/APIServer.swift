@@ -231,8 +231,8 @@ public struct API: Sendable {
         }
         let bundle = try await nodeCall { try await node.prove(key, height: height) }
         let document = ProofDocument(
-            header: bundle.header, certificate: bundle.certificate, proof: bundle.proof,
-            blockHash: bundle.header.hash(using: node.hasher))
+            header: bundle.header, evidence: bundle.evidence, proof: bundle.proof, blockHash: bundle.header.hash(using: node.hasher),
+            epochs: bundle.epochs)
         return try JSONResponse.make(
             ValueView(
                 key: key.hexString, exists: bundle.proof.value != nil, value: bundle.proof.value?.hexString,

@@ -1,8 +1,9 @@
 import CivitasCore
 import CivitasCrypto
 
-/// Checks facts about a chain offline, trusting only its genesis file: a block header's
-/// certificate against the genesis validators, and a state proof against the header.
+/// Checks facts about a chain offline, trusting only its genesis file: the epoch
+/// hand-overs from the genesis validators on, a block header's commit evidence against
+/// the validators of its epoch, and a state proof against the header.
 public struct LightClient: Sendable {
     public let genesis: Genesis
     public let hasher: ChainHasher
@@ -32,19 +33,31 @@ public struct LightClient: Sendable {
         let header: BlockHeader = try decode(document.header, "header")
         let certificate: QuorumCertificate = try decode(document.certificate, "certificate")
         let proof: StateProof = try decode(document.proof, "proof")
+        var commitHeaders: [BlockHeader] = []
+        for hex in document.commitHeaders ?? [] { commitHeaders.append(try decode(hex, "commit header")) }
+        var epochs: [EpochChange] = []
+        for hex in document.epochs ?? [] { epochs.append(try decode(hex, "epoch hand-over")) }
 
         guard header.chainId == genesis.chainId else {
             throw ProofError(.wrongChain, "header is of chain \(header.chainId), genesis is \(genesis.chainId)")
         }
         let blockHash = header.hash(using: hasher)
-        guard certificate.vote.commitHash == blockHash, certificate.vote.commitHeight == header.height,
-            certificate.vote.chainId == genesis.chainId
-        else { throw ProofError(.certificateMismatch, "certificate does not commit the header's block") }
-        // Validator-set changes arrive with the BFT work; until then every epoch is 0.
-        guard header.epoch == validators.epoch else {
-            throw ProofError(.unknownEpoch, "header is of epoch \(header.epoch); this genesis defines epoch \(validators.epoch)")
+        // Walk the hand-overs from the genesis set to the set of the header's epoch.
+        var set = validators
+        for change in epochs where set.epoch < header.epoch {
+            do { set = try change.verify(from: set, hasher: hasher, verifier: SignatureVerifiers()) } catch {
+                throw ProofError(.badHandOver, "hand-over to epoch \(change.validators.epoch): \(error)")
+            }
         }
-        do { try certificate.verify(against: validators, verifier: SignatureVerifiers()) } catch {
+        guard header.epoch == set.epoch else {
+            throw ProofError(.unknownEpoch, "header is of epoch \(header.epoch); the document's hand-overs reach epoch \(set.epoch)")
+        }
+        do {
+            try CommitEvidence(certificate: certificate, headers: commitHeaders).verify(
+                commits: header, validators: set, hasher: hasher, verifier: SignatureVerifiers())
+        } catch where error.code == .wrongBlock {
+            throw ProofError(.certificateMismatch, error.message)
+        } catch {
             throw ProofError(.badCertificate, error.description)
         }
         guard proof.verify(root: header.stateRoot, using: hasher) else {
@@ -63,6 +76,7 @@ public struct ProofError: Error, Equatable, Sendable, CustomStringConvertible {
         case wrongChain = "proof.wrong_chain"
         case certificateMismatch = "proof.certificate_mismatch"
         case unknownEpoch = "proof.unknown_epoch"
+        case badHandOver = "proof.bad_hand_over"
         case badCertificate = "proof.bad_certificate"
         case badProof = "proof.bad_proof"
         case fieldMismatch = "proof.field_mismatch"

@@ -25,11 +25,13 @@ public struct TransactionOutcome: Sendable {
 }
 
 /// A value (or its absence) with everything needed to check it offline: the proof, the
-/// block header whose state root it is checked against, and that header's certificate.
+/// block header whose state root it is checked against, the evidence that commits that
+/// block, and the epoch hand-overs that say which validators signed it.
 public struct StateProofBundle: Sendable {
     public var header: BlockHeader
-    public var certificate: QuorumCertificate
+    public var evidence: CommitEvidence
     public var proof: StateProof
+    public var epochs: [EpochChange]
 }
 
 public struct NodeStatus: Sendable {

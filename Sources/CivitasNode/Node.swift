@@ -315,19 +315,7 @@ public actor Node {
 
     /// The value of a raw state key at `height` (latest when nil) with its proof.
     public func prove(_ key: [UInt8], height: UInt64?) throws(NodeError) -> StateProofBundle {
-        let tip = replica.head.block.header.height
-        let target = height ?? tip
-        guard target <= tip else {
-            throw NodeError(.heightNotCommitted, "height \(target) is above the committed \(tip)")
-        }
-        guard let committed = try block(at: target) else { throw NodeError(.notFound, "no block at \(target)") }
-        guard let certificate = committed.certificate else {
-            throw NodeError(.noCertifiedBlock, "block \(target) is the genesis block, which has no certificate; prove at height ≥ 1")
-        }
-        do {
-            let proof = try state.tree.prove(key, root: committed.block.header.stateRoot)
-            return StateProofBundle(header: committed.block.header, certificate: certificate, proof: proof)
-        } catch { throw NodeError(.storage, error.description) }
+        try replica.prove(key, height: height)
     }
 
     /// The latest committed value of a raw state key (no proof).

@@ -28,11 +28,15 @@ public struct SyncResponse: Hashable, Sendable {
     }
 
     public var committed: [Block]
+    /// The certificate the sender keeps for each committed block (the one that
+    /// committed it), so the requester can later prove each block on its own.
+    public var commitCertificates: [QuorumCertificate]
     public var commitEvidence: CommitEvidence?
     public var certified: [Certified]
 
-    public init(committed: [Block], commitEvidence: CommitEvidence?, certified: [Certified]) {
+    public init(committed: [Block], commitCertificates: [QuorumCertificate], commitEvidence: CommitEvidence?, certified: [Certified]) {
         self.committed = committed
+        self.commitCertificates = commitCertificates
         self.commitEvidence = commitEvidence
         self.certified = certified
     }
@@ -64,6 +68,7 @@ extension SyncRequest: CanonicalCodable {
 extension SyncResponse: CanonicalCodable {
     public func encode(to writer: inout CanonicalWriter) {
         writer.list(committed, max: Int(Self.blocksMax)) { $0.encode($1) }
+        writer.list(commitCertificates, max: Int(Self.blocksMax)) { $0.encode($1) }
         writer.optional(commitEvidence)
         writer.list(certified, max: Int(Self.blocksMax)) { $0.encode($1) }
     }
@@ -72,9 +77,15 @@ extension SyncResponse: CanonicalCodable {
         committed = try reader.list("committed blocks", max: Int(Self.blocksMax)) {
             (reader: inout CanonicalReader) throws(CodecError) in try reader.decode(Block.self)
         }
+        commitCertificates = try reader.list("commit certificates", max: Int(Self.blocksMax)) {
+            (reader: inout CanonicalReader) throws(CodecError) in try reader.decode(QuorumCertificate.self)
+        }
         commitEvidence = try reader.optional("commit evidence", CommitEvidence.self)
         certified = try reader.list("certified blocks", max: Int(Self.blocksMax)) {
             (reader: inout CanonicalReader) throws(CodecError) in try reader.decode(Certified.self)
+        }
+        guard commitCertificates.count == committed.count else {
+            throw .invalid(field: "sync response", reason: "\(committed.count) committed blocks with \(commitCertificates.count) certificates")
         }
         guard commitEvidence != nil || committed.isEmpty else {
             throw .invalid(field: "sync response", reason: "committed blocks without commit evidence")

@@ -586,6 +586,52 @@ public final class Replica {
         try workChanged(&effects)
     }
 
+    /// The value of a raw state key at `height` (latest when nil) with what a light
+    /// client needs to check it from the genesis alone.
+    public func prove(_ key: [UInt8], height: UInt64?) throws(NodeError) -> StateProofBundle {
+        let tip = head.block.header.height
+        let target = height ?? tip
+        guard target <= tip else {
+            throw NodeError(.heightNotCommitted, "height \(target) is above the committed \(tip)")
+        }
+        do {
+            guard let committed = try ledger.block(at: target) else { throw NodeError(.notFound, "no block at \(target)") }
+            guard let certificate = committed.certificate else {
+                throw NodeError(.noCertifiedBlock, "block \(target) is the genesis block, which has no certificate; prove at height ≥ 1")
+            }
+            let proof = try state.tree.prove(key, root: committed.block.header.stateRoot)
+            let epoch = committed.block.header.epoch
+            return StateProofBundle(
+                header: committed.block.header, evidence: try evidence(for: committed, certificate: certificate), proof: proof,
+                epochs: epochHandOvers.filter { $0.validators.epoch <= epoch })
+        } catch let error as NodeError {
+            throw error
+        } catch {
+            throw NodeError(.storage, "\(error)")
+        }
+    }
+
+    /// What commits a block: its certificate, through the committed blocks up to the one
+    /// the certificate names; for the last block of an epoch, its hand-over evidence.
+    private func evidence(for committed: CommittedBlock, certificate: QuorumCertificate) throws(StorageError) -> CommitEvidence {
+        let height = committed.block.header.height
+        if let change = epochChanges[height] { return change.evidence }
+        var headers: [BlockHeader] = []
+        var next = height + 1
+        while next <= certificate.vote.commitHeight, headers.count < CommitEvidence.headersMax {
+            guard let block = try ledger.block(at: next) else { break }
+            headers.append(block.block.header)
+            // The certificate may commit past the end of an epoch, through blocks that
+            // were never committed; the hand-over kept their headers.
+            if let change = epochChanges[next] {
+                headers += change.evidence.headers
+                break
+            }
+            next += 1
+        }
+        return CommitEvidence(certificate: certificate, headers: headers)
+    }
+
     /// The current validators with their recorded endpoints and their organisations' CAs.
     public func membership() -> EpochMembership {
         var addresses: [PublicKey: String] = [:]
@@ -610,6 +656,25 @@ public final class Replica {
 
     // MARK: Catch-up
 
+    /// The per-block certificates of a catch-up response, each checked: a quorum of the
+    /// epoch's validators, committing a block of the response at or above the one it is
+    /// kept for, or else the evidence's own certificate. Nil if any fails.
+    private func checkedCertificates(_ response: SyncResponse, evidence: CommitEvidence) -> [QuorumCertificate]? {
+        var hashes: [UInt64: Hash] = [:]
+        for block in response.committed { hashes[block.header.height] = block.header.hash(using: hasher) }
+        var verified: Set<QuorumCertificate> = [evidence.certificate]
+        for (block, certificate) in zip(response.committed, response.commitCertificates) {
+            let vote = certificate.vote
+            guard vote.commitHeight >= block.header.height else { return nil }
+            if certificate == evidence.certificate { continue }
+            guard hashes[vote.commitHeight] == vote.commitHash, vote.chainId == genesis.chainId else { return nil }
+            if verified.contains(certificate) { continue }
+            do { try certificate.verify(against: validators, verifier: verifier) } catch { return nil }
+            verified.insert(certificate)
+        }
+        return response.commitCertificates
+    }
+
     private func requestSync(from peer: UInt16?, _ effects: inout [ReplicaEffect]) {
         guard !syncInFlight else { return }
         let others = (0..<UInt16(validators.validators.count)).filter { $0 != consensus.me }
@@ -630,20 +695,22 @@ public final class Replica {
         let tip = head.block.header.height
         let limit = UInt64(min(request.blocksMax, SyncResponse.blocksMax))
         var committed: [Block] = []
+        var stored: [QuorumCertificate] = []
         var evidence: CommitEvidence?
         var direct: (count: Int, certificate: QuorumCertificate)?
         var height = request.committedHeight + 1
         while height <= tip {
-            guard let entry = try ledger.block(at: height) else { break }
+            guard let entry = try ledger.block(at: height), let certificate = entry.certificate else { break }
             committed.append(entry.block)
+            stored.append(certificate)
             if let change = epochChanges[height] {
                 // A response stays within one epoch: the requester checks it against the
                 // set of its epoch, and learns the next set from this last block.
                 evidence = change.evidence
                 break
             }
-            if let stored = entry.certificate, stored.vote.commitHash == entry.hash {
-                direct = (committed.count, stored)
+            if certificate.vote.commitHash == entry.hash {
+                direct = (committed.count, certificate)
                 if UInt64(committed.count) >= limit { break }
             }
             height += 1
@@ -652,9 +719,11 @@ public final class Replica {
             // Cut after the last block that a certificate commits directly.
             if let direct {
                 committed = Array(committed.prefix(direct.count))
+                stored = Array(stored.prefix(direct.count))
                 evidence = CommitEvidence(certificate: direct.certificate)
             } else {
                 committed = []
+                stored = []
             }
         }
         var certified: [SyncResponse.Certified] = []
@@ -669,7 +738,8 @@ public final class Replica {
             }
             certified = chain.reversed().filter { $0.block.header.height > request.committedHeight }
         }
-        return SyncResponse(committed: committed, commitEvidence: evidence, certified: Array(certified.prefix(Int(limit))))
+        return SyncResponse(
+            committed: committed, commitCertificates: stored, commitEvidence: evidence, certified: Array(certified.prefix(Int(limit))))
     }
 
     private func catchUp(with response: SyncResponse, from peer: UInt16, _ effects: inout [ReplicaEffect]) throws {
@@ -690,8 +760,12 @@ public final class Replica {
                 logger.warning("catch-up from validator \(peer): \(error)")
                 return
             }
-            let certificate = evidence.certificate
+            guard let certificates = checkedCertificates(response, evidence: evidence) else {
+                logger.warning("catch-up from validator \(peer): a block's certificate does not commit it")
+                return
+            }
             for (position, block) in response.committed.enumerated() {
+                let certificate = certificates[position]
                 guard validate(block) else {
                     // A block that a quorum committed does not execute to its roots here:
                     // this node's software or disk disagrees with the chain. Stop rather
@@ -706,6 +780,7 @@ public final class Replica {
                     return
                 }
             }
+            let certificate = evidence.certificate
             try apply(consensus.handle(.caughtUp(root: BlockInfo(header: head.block.header, hash: head.hash), certificate: certificate)), &effects)
         }
         for entry in response.certified {

@@ -436,4 +436,22 @@ public final class NodeSimulation {
     }
 
     public var heights: [UInt64] { nodes.map(\.height) }
+
+    /// Every committed height of every running validator proves a state value to a
+    /// light client that trusts only the genesis: across batch commits and epoch ends.
+    public func checkProofs() throws {
+        let client = try LightClient(genesis: genesis)
+        for node in nodes where node.up {
+            guard let replica = node.replica, latestValidators?.index(of: node.key.publicKey) != nil else { continue }
+            for height in stride(from: UInt64(1), through: replica.head.block.header.height, by: 1) {
+                let bundle = try replica.prove(StateKeys.supply, height: height)
+                let document = ProofDocument(
+                    header: bundle.header, evidence: bundle.evidence, proof: bundle.proof, blockHash: bundle.header.hash(using: hasher),
+                    epochs: bundle.epochs)
+                do { _ = try client.verify(document) } catch {
+                    throw fail("node \(node.index): proof at height \(height) (epoch \(bundle.header.epoch)) fails: \(error)")
+                }
+            }
+        }
+    }
 }

@@ -17,6 +17,7 @@ import Testing
                 let simulation = try NodeSimulation(seed: seed, settings: settings)
                 try simulation.run()
                 try simulation.checkLedgers()
+                try simulation.checkProofs()
                 #expect(!simulation.committedTransactions.isEmpty, "seed \(seed): nothing committed")
                 if settings.reconfiguration {
                     // Added one validator, then removed validator 1: epoch 2, same count.

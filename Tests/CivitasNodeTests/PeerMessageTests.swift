@@ -24,9 +24,12 @@ import Testing
             .syncRequest(SyncRequest(committedHeight: 7, blocksMax: 256)),
             .syncResponse(
                 SyncResponse(
-                    committed: [block], commitEvidence: CommitEvidence(certificate: certificate), certified: [.init(block: block, certificate: certificate)])),
-            .syncResponse(SyncResponse(committed: [block], commitEvidence: CommitEvidence(certificate: certificate, headers: [header, header]), certified: [])),
-            .syncResponse(SyncResponse(committed: [], commitEvidence: nil, certified: [])),
+                    committed: [block], commitCertificates: [certificate], commitEvidence: CommitEvidence(certificate: certificate), certified: [.init(block: block, certificate: certificate)])),
+            .syncResponse(
+                SyncResponse(
+                    committed: [block], commitCertificates: [certificate],
+                    commitEvidence: CommitEvidence(certificate: certificate, headers: [header, header]), certified: [])),
+            .syncResponse(SyncResponse(committed: [], commitCertificates: [], commitEvidence: nil, certified: [])),
         ]
         for message in messages {
             let bytes = message.canonicalBytes
@@ -36,8 +39,12 @@ import Testing
         }
         #expect(throws: CodecError.self) { try PeerMessage(canonicalBytes: [9]) }
         // Committed blocks without the certificate that commits them are refused.
-        let uncertified = SyncResponse(committed: [block], commitEvidence: nil, certified: [])
+        let uncertified = SyncResponse(committed: [block], commitCertificates: [certificate], commitEvidence: nil, certified: [])
         #expect(throws: CodecError.self) { try PeerMessage(canonicalBytes: PeerMessage.syncResponse(uncertified).canonicalBytes) }
+        // Each committed block comes with its own certificate.
+        let short = SyncResponse(
+            committed: [block], commitCertificates: [], commitEvidence: CommitEvidence(certificate: certificate), certified: [])
+        #expect(throws: CodecError.self) { try PeerMessage(canonicalBytes: PeerMessage.syncResponse(short).canonicalBytes) }
     }
 }
 

@@ -14,8 +14,15 @@ public struct ProofDocument: Codable, Sendable, Equatable {
     public var header: String
     public var certificate: String
     public var proof: String
+    /// Headers from the block's child to the block the certificate commits, when that
+    /// is a later block; absent when the certificate commits this block.
+    public var commitHeaders: [String]?
+    /// The epoch hand-overs since the genesis, oldest first; absent in epoch 0.
+    public var epochs: [String]?
 
-    public init(header: BlockHeader, certificate: QuorumCertificate, proof: StateProof, blockHash: Hash) {
+    public init(
+        header: BlockHeader, evidence: CommitEvidence, proof: StateProof, blockHash: Hash, epochs: [EpochChange] = []
+    ) {
         chainId = header.chainId
         height = header.height
         key = proof.key.hexString
@@ -23,7 +30,9 @@ public struct ProofDocument: Codable, Sendable, Equatable {
         stateRoot = header.stateRoot.hex
         self.blockHash = blockHash.hex
         self.header = header.canonicalBytes.hexString
-        self.certificate = certificate.canonicalBytes.hexString
+        self.certificate = evidence.certificate.canonicalBytes.hexString
         self.proof = proof.canonicalBytes.hexString
+        commitHeaders = evidence.headers.isEmpty ? nil : evidence.headers.map { $0.canonicalBytes.hexString }
+        self.epochs = epochs.isEmpty ? nil : epochs.map { $0.canonicalBytes.hexString }
     }
 }
