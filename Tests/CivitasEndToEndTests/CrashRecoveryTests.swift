@@ -23,12 +23,13 @@ import FoundationNetworking
     /// Runs a civitas command to completion and returns its exit status. Spawned and
     /// reaped directly: `devnet start` leaves node processes behind, which Foundation's
     /// `Process` does not cope with when waiting.
-    func run(_ arguments: [String]) throws -> Int32 {
+    /// `output`: a file that receives the command's standard output.
+    func run(_ arguments: [String], output: String = "/dev/null") throws -> Int32 {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         let all = [Self.binary] + arguments
         var argv: [UnsafeMutablePointer<CChar>?] = all.map { strdup($0) } + [nil]
         defer { for pointer in argv { free(pointer) } }

@@ -190,4 +190,96 @@ import FoundationNetworking
             #expect(blocks.count == 1, "transaction \(id) is in different blocks on different nodes")
         }
     }
+
+    /// Runs a command and returns what it printed.
+    func output(_ arguments: [String], in directory: String) throws -> (status: Int32, text: String) {
+        let file = directory + "/command-output.txt"
+        let status = try support.run(arguments, output: file)
+        return (status, (try? String(contentsOfFile: file, encoding: .utf8)) ?? "")
+    }
+
+    @Test func aValidatorAddedAndAnotherRemovedByGovernanceUnderLoad() async throws {
+        let directory = TemporaryDirectory("e2e-governance")
+        defer { directory.remove() }
+        let network = directory.path + "/net"
+        #expect(try support.run(["devnet", "start", "--dir", network, "--base-port", "0"]) == 0)
+        defer { _ = try? support.run(["devnet", "stop", "--dir", network]) }
+        // A fifth organisation prepares its keys, CA and node; the node starts as a follower.
+        #expect(try support.run(["devnet", "add-organisation", "--dir", network]) == 0)
+        #expect(try support.run(["devnet", "start", "--dir", network]) == 0)
+        let org5Admin = try KeyFile.load(network + "/keys/org5-admin.json").publicKey
+
+        // Load: transactions sent without waiting, to nodes 0, 2 and 3 in turn, all along.
+        let builder = try client(network)
+        let load = Task { () -> [String] in
+            var ids: [String] = []
+            for nonce in UInt64(0)..<120 {
+                let body = try put(builder, nonce: nonce, key: Array("gov\(nonce % 5)".utf8), value: Array("\(nonce)".utf8))
+                let (code, json) = try await support.request("POST", try endpoint(network, [0, 2, 3][Int(nonce % 3)]) + "/v1/transactions", body: body)
+                if code == 202, let id = json["id"] as? String { ids.append(id) }
+                try await Task.sleep(for: .milliseconds(40))
+            }
+            return ids
+        }
+
+        func governance(_ arguments: [String], admin: String) throws -> String {
+            let result = try output(arguments + ["--key", "\(network)/keys/\(admin)-admin.json", "--node", try endpoint(network, 0)], in: directory.path)
+            #expect(result.status == 0, "\(arguments.prefix(2)) as \(admin): \(result.text)")
+            return result.text
+        }
+        func proposalId(_ text: String) -> String {
+            text.split(separator: "\n").first { $0.hasPrefix("proposal ") }.map { String($0.dropFirst("proposal ".count)) } ?? ""
+        }
+
+        // Add: org1 proposes, org2 and org3 approve (3 of 4 organisations).
+        let add = try governance(
+            ["validator", "add", "--home", network + "/node4", "--organisation", "org5", "--tls-authority",
+             network + "/keys/org5-ca-certificate.pem", "--organisation-admin", org5Admin.description], admin: "org1")
+        for admin in ["org2", "org3"] { _ = try governance(["governance", "approve", proposalId(add)], admin: admin) }
+        #expect(await status(network, 0)?["epoch"] as? Int == 1)
+
+        // Remove validator 1 (org2's): org1 proposes, org3, org4 and org5 approve (4 of 5).
+        let removed = try KeyFile.load(network + "/node1/keys/validator.json").publicKey
+        let remove = try governance(["validator", "remove", "--validator-key", removed.description], admin: "org1")
+        for admin in ["org3", "org4", "org5"] { _ = try governance(["governance", "approve", proposalId(remove)], admin: admin) }
+        #expect(await status(network, 0)?["epoch"] as? Int == 2)
+
+        let ids = try await load.value
+        #expect(ids.count == 120)
+        // Every transaction commits on the validators of epoch 2, in the same block.
+        let members = [0, 2, 3, 4]
+        let deadline = ContinuousClock.now + .seconds(90)
+        var missing = ids
+        while !missing.isEmpty && ContinuousClock.now < deadline {
+            var still: [String] = []
+            for id in missing {
+                for node in members where (try? await support.request("GET", try endpoint(network, node) + "/v1/transactions/\(id)"))?.0 != 200 {
+                    still.append(id)
+                    break
+                }
+            }
+            missing = still
+            if !missing.isEmpty { try await Task.sleep(for: .milliseconds(200)) }
+        }
+        #expect(missing.isEmpty, "\(missing.count) of \(ids.count) transactions not committed on every validator")
+        // The added validator votes: it has an index in the new set and the ledgers agree.
+        #expect(await status(network, 4)?["validatorIndex"] as? Int == 3)
+        let top = await status(network, 0)?["height"] as? Int ?? 0
+        try await waitForHeight(network, members, atLeast: top)
+        for height in stride(from: 1, through: top, by: 1) {
+            var hashes: Set<String> = []
+            for node in members {
+                let (_, block) = try await support.request("GET", try endpoint(network, node) + "/v1/blocks/\(height)")
+                hashes.insert(block["hash"] as? String ?? "")
+            }
+            #expect(hashes.count == 1, "height \(height): nodes disagree")
+        }
+        // A proof from the latest block checks against the genesis alone, through both hand-overs.
+        let proofFile = directory.path + "/proof.json"
+        let (code, json) = try await support.request("GET", try endpoint(network, 4) + "/v1/state/\(ValidatorSet.stateKey.hexString)?proof=true")
+        #expect(code == 200)
+        let document = try JSONSerialization.data(withJSONObject: json["proof"] as Any)
+        try document.write(to: URL(fileURLWithPath: proofFile))
+        #expect(try support.run(["proof", "verify", proofFile, "--genesis", network + "/genesis.json"]) == 0)
+    }
 }
