@@ -437,6 +437,9 @@ public final class NodeSimulation {
 
     public var heights: [UInt64] { nodes.map(\.height) }
 
+    /// The running replica of node `index`, nil while it is down.
+    public func replica(_ index: Int) -> Replica? { nodes[index].replica }
+
     /// Every committed height of every running validator proves a state value to a
     /// light client that trusts only the genesis: across batch commits and epoch ends.
     public func checkProofs() throws {

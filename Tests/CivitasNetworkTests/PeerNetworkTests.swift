@@ -123,4 +123,59 @@ import Testing
         #expect(dialer.connectedPeers == [1])
         for network in [member, outsider, impostor, dialer] { await network.shutdown() }
     }
+
+    /// An epoch change moves the network: a validator of a new organisation (its CA
+    /// unknown at first) is refused, then accepted once the set and trust roots name it;
+    /// a validator removed from the set is disconnected and no longer sent to.
+    @Test func membershipFollowsTheValidatorSet() async throws {
+        let inbox = Inbox()
+        let newcomer = Organisation(
+            id: "org4", authority: try TLSIdentity.makeAuthority(organisation: "org4"),
+            key: try PrivateKey(scheme: .ed25519, rawRepresentation: [UInt8](repeating: 5, count: 32)))
+        let members = try (0..<4).map { try network($0, inbox: inbox) }
+        var addresses: [PublicKey: PeerAddress] = [:]
+        for (index, member) in members.enumerated() {
+            addresses[organisations[index].key.publicKey] = PeerAddress(host: "127.0.0.1", port: try await member.start())
+        }
+        var genesisAuthorities = Dictionary(uniqueKeysWithValues: organisations.map { ($0.id, $0.authority.certificatePEM) })
+        // The newcomer knows the epoch-0 set and its peers, and is not in it.
+        let joining = try PeerNetwork(
+            config: PeerNetworkConfig(
+                chainId: "net-test", genesisHash: genesisHash, validators: validators, authorities: genesisAuthorities,
+                validatorKey: newcomer.key, identity: try newcomer.authority.issueNode(named: "node4"),
+                listen: PeerAddress(host: "127.0.0.1", port: 0),
+                peers: Dictionary(uniqueKeysWithValues: (0..<4).map { (UInt16($0), addresses[organisations[$0].key.publicKey]!) }))
+        ) { sender, frame in inbox.record(4, sender, frame) }
+        addresses[newcomer.key.publicKey] = PeerAddress(host: "127.0.0.1", port: try await joining.start())
+        for member in members { member.connect(to: Dictionary(uniqueKeysWithValues: (0..<4).map { (UInt16($0), addresses[organisations[$0].key.publicKey]!) })) }
+        #expect(joining.me == nil)
+        for (index, member) in members.enumerated() { member.broadcast(Frame(kind: .message, bytes: [UInt8(index)])) }
+        joining.broadcast(Frame(kind: .message, bytes: [40]))
+        #expect(await inbox.wait { (0..<4).allSatisfy { inbox.count($0) == 3 } })
+        // A second round among the members: the newcomer's handshakes, started earlier, failed.
+        members[0].broadcast(Frame(kind: .message, bytes: [1]))
+        #expect(await inbox.wait { (1..<4).allSatisfy { inbox.count($0) == 4 } })
+        #expect(inbox.frames.withLock { $0.values.joined().allSatisfy { $0.1 != [40] } }, "the newcomer is in no set yet")
+        #expect(inbox.count(4) == 0)
+
+        // Epoch 1: the newcomer joins (index 4) with its organisation's CA.
+        let epoch1 = try ValidatorSet(
+            epoch: 1, validators: validators.validators + [Validator(organisation: "org4", publicKey: newcomer.key.publicKey, power: 1)])
+        genesisAuthorities["org4"] = newcomer.authority.certificatePEM
+        for network in members + [joining] { try network.update(validators: epoch1, authorities: genesisAuthorities, addresses: addresses) }
+        #expect(joining.me == 4)
+        joining.send(Frame(kind: .message, bytes: [41]), to: 0)
+        #expect(await inbox.wait { inbox.frames.withLock { $0[0]?.contains { $0.0 == 4 && $0.1 == [41] } ?? false } })
+
+        // Epoch 2: validator 1 leaves; the others drop it and stop sending to it.
+        let epoch2 = try ValidatorSet(epoch: 2, validators: epoch1.validators.enumerated().filter { $0.offset != 1 }.map(\.element))
+        for (index, network) in (members + [joining]).enumerated() where index != 1 {
+            try network.update(validators: epoch2, authorities: genesisAuthorities, addresses: addresses)
+        }
+        members[0].broadcast(Frame(kind: .message, bytes: [200]))
+        #expect(await inbox.wait { [2, 3, 4].allSatisfy { receiver in inbox.frames.withLock { $0[receiver]?.contains { $0.1 == [200] } ?? false } } })
+        #expect(inbox.frames.withLock { $0[1]?.contains { $0.1 == [200] } ?? false } == false, "a removed validator received a broadcast")
+        #expect(!members[0].connectedPeers.contains(4), "epoch 2 has four validators")
+        for network in members + [joining] { await network.shutdown() }
+    }
 }

@@ -1,3 +1,6 @@
+import CivitasClient
+import CivitasCore
+import CivitasModules
 import CivitasTesting
 import Foundation
 import Testing
@@ -77,5 +80,39 @@ import Testing
         settings.validators = 1
         settings.faultsUntil = 1_000
         run(settings, seeds: Self.seeds(3, salt: 14))
+    }
+
+    /// Proofs from the end of a run with two validator-set changes: the light client
+    /// takes them with their hand-overs and refuses them without, or with forged ones.
+    @Test func lightClientsFollowHandOversAndRefuseForgedOnes() throws {
+        var settings = NodeSimulation.Settings()
+        settings.reconfiguration = true
+        settings.faultsUntil = 3_000
+        let simulation = try NodeSimulation(seed: 21, settings: settings)
+        try simulation.run()
+        let replica = try #require(simulation.replica(0))
+        let bundle = try replica.prove(StateKeys.supply, height: nil)
+        #expect(bundle.epochs.count == 2 && bundle.header.epoch == 2)
+        let client = try LightClient(genesis: simulation.genesis)
+        func verify(_ epochs: [EpochChange]) throws(ProofError) {
+            _ = try client.verify(
+                ProofDocument(
+                    header: bundle.header, evidence: bundle.evidence, proof: bundle.proof,
+                    blockHash: bundle.header.hash(using: replica.hasher), epochs: epochs))
+        }
+        try verify(bundle.epochs)
+        #expect(throws: ProofError(.unknownEpoch, "")) { try verify([]) }
+        #expect(throws: ProofError(.unknownEpoch, "")) { try verify(Array(bundle.epochs.prefix(1))) }
+        #expect(throws: ProofError(.badHandOver, "")) { try verify(bundle.epochs.reversed()) }
+
+        var forgedSet = bundle.epochs
+        let first = forgedSet[0].validators
+        forgedSet[0].validators = try ValidatorSet(
+            epoch: first.epoch, validators: first.validators.map { Validator(organisation: $0.organisation, publicKey: $0.publicKey, power: $0.power + 1) })
+        #expect(throws: ProofError(.badHandOver, "")) { try verify(forgedSet) }
+
+        var forgedBlock = bundle.epochs
+        forgedBlock[1].lastHeader.stateRoot = forgedBlock[0].lastHeader.stateRoot
+        #expect(throws: ProofError(.badHandOver, "")) { try verify(forgedBlock) }
     }
 }
