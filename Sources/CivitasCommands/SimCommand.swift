@@ -34,11 +34,15 @@ struct Sim: AsyncParsableCommand {
     @Flag(help: "Crash and restart validators, some with their data deleted.")
     var crashes = false
 
+    @Flag(help: "Add a new organisation's validator by governance, then remove validator 1, during the faults.")
+    var reconfiguration = false
+
     func validate() throws {
         guard (1...16).contains(nodes) else { throw ValidationError("--nodes must be 1 to 16") }
         guard (1...1_000_000).contains(seeds) else { throw ValidationError("--seeds must be 1 to 1000000") }
         guard (1...86_400).contains(faultSeconds) else { throw ValidationError("--fault-seconds must be 1 to 86400") }
         guard (0.0..<1.0).contains(loss) else { throw ValidationError("--loss must be in [0, 1)") }
+        guard !reconfiguration || nodes >= 2 else { throw ValidationError("--reconfiguration needs at least 2 nodes") }
     }
 
     func run() async throws {
@@ -48,6 +52,7 @@ struct Sim: AsyncParsableCommand {
         settings.partitions = partitions
         settings.crashes = crashes
         settings.wipes = crashes
+        settings.reconfiguration = reconfiguration
         settings.faultsUntil = UInt64(faultSeconds) * 1_000
         let start = ContinuousClock.now
         var blocks = 0
@@ -59,13 +64,14 @@ struct Sim: AsyncParsableCommand {
             do {
                 try simulation.run()
                 try simulation.checkLedgers()
+                try simulation.checkProofs()
             } catch {
                 throw CommandError("\(error)")
             }
             blocks += simulation.canonical.count
             transactions += simulation.committedTransactions.count
             print(
-                "seed \(seed): ok, \(simulation.canonical.count) blocks, \(simulation.committedTransactions.count) transactions, simulated \(simulation.now) ms, heights \(simulation.heights), took \(ContinuousClock.now - began)"
+                "seed \(seed): ok, \(simulation.canonical.count) blocks, \(simulation.committedTransactions.count) transactions, simulated \(simulation.now) ms, heights \(simulation.heights), epoch \(simulation.latestValidators?.epoch ?? 0), took \(ContinuousClock.now - began)"
             )
         }
         let elapsed = ContinuousClock.now - start

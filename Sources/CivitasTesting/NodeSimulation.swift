@@ -111,6 +111,9 @@ public final class NodeSimulation {
     let logger: Logger
 
     public init(seed: UInt64, settings: Settings) throws {
+        guard !settings.reconfiguration || settings.validators >= 2 else {
+            throw Failure(description: "reconfiguration removes validator 1: it needs at least 2 validators")
+        }
         self.seed = seed
         self.settings = settings
         random = SeededRandom(seed: seed)
@@ -160,10 +163,13 @@ public final class NodeSimulation {
                 return [(0, Call(module: "governance", method: "propose", arguments: GovernanceModule.proposeArguments(change)))]
                     + approvers.map { ($0, Call(module: "governance", method: "approve", arguments: GovernanceModule.approveArguments(id: id))) }
             }
-            // Four organisations need three approvals; five need four.
-            let approversAfterAdd = [2, 3, newOrg]
+            // Org 0 proposes; the others approve up to the quorum of the organisations
+            // (3 of 4, then 4 of 5). The new organisation approves the removal, and org 1
+            // (which loses its validator but still votes on governance) only if needed.
+            let addApprovers = Array(1..<GovernanceModule.quorum(organisations: settings.validators))
+            let removeApprovers = Array(([newOrg] + Array(2..<newOrg) + [1]).prefix(GovernanceModule.quorum(organisations: newOrg + 1) - 1))
             governance = GovernanceScript(
-                steps: steps(add, approvers: [1, 2]) + steps(remove, approvers: approversAfterAdd),
+                steps: steps(add, approvers: addApprovers) + steps(remove, approvers: removeApprovers),
                 builders: adminKeys.map { TransactionBuilder(chainId: "sim", hashSuite: .sha256, key: $0) },
                 nonces: Array(repeating: 0, count: adminKeys.count), startAt: settings.faultsUntil / 5)
         }
