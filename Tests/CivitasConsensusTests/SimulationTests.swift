@@ -1,4 +1,5 @@
 import CivitasConsensus
+import CivitasTesting
 import Foundation
 import Testing
 
@@ -31,7 +32,7 @@ import Testing
         for simulation in runs {
             // With 1–20 ms delays a round takes a few tens of milliseconds.
             #expect(simulation.canonical.count > 100, "seed \(simulation.seed): \(simulation.canonical.count) heights")
-            let heights = simulation.instances.map(\.committedHeight)
+            let heights = simulation.committedHeights
             #expect(heights.max()! - heights.min()! <= 3, "seed \(simulation.seed): \(heights)")
         }
     }

@@ -1,7 +1,6 @@
 import CivitasConsensus
 import CivitasCore
 import CivitasCrypto
-import CivitasTesting
 import Foundation
 import HeapModule
 
@@ -10,35 +9,36 @@ import HeapModule
 /// crashes with and without the disk, clock skew, Byzantine validators, twins) happen
 /// until `faultsUntil`; after it the network is good and every honest node must commit
 /// again within `livenessBound`. Invariants are checked at every commit.
-final class CoreSimulation {
-    enum Byzantine: Equatable {
+public final class CoreSimulation {
+    public enum Byzantine: Equatable, Sendable {
         /// Proposes two different valid blocks in its rounds and votes for every block.
         case equivocator
         /// Sends nothing at all.
         case silent
     }
 
-    struct Settings {
-        var validators = 4
-        var loss = 0.0
-        var duplication = 0.0
-        var delayMilliseconds: ClosedRange<UInt64> = 1...20
-        var partitions = false
-        var crashes = false
-        var wipes = false
-        var clockSkew = false
-        var byzantine: Byzantine?
+    public struct Settings: Sendable {
+        public var validators = 4
+        public var loss = 0.0
+        public var duplication = 0.0
+        public var delayMilliseconds: ClosedRange<UInt64> = 1...20
+        public var partitions = false
+        public var crashes = false
+        public var wipes = false
+        public var clockSkew = false
+        public var byzantine: Byzantine?
         /// Validator 0's key runs on two nodes.
-        var twins = false
-        var faultsUntil: UInt64 = 10_000
+        public var twins = false
+        public var faultsUntil: UInt64 = 10_000
         /// End the run as soon as liveness after the faults is shown.
-        var stopOnceLive = true
-        var livenessBound: UInt64 = 60_000
-        var roundTimeoutMilliseconds: UInt64 = 300
+        public var stopOnceLive = true
+        public var livenessBound: UInt64 = 60_000
+        public var roundTimeoutMilliseconds: UInt64 = 300
+        public init() {}
     }
 
-    struct Failure: Error, CustomStringConvertible {
-        var description: String
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
     }
 
     final class Instance {
@@ -71,8 +71,8 @@ final class CoreSimulation {
         case restart(wipe: Bool)
     }
 
-    let seed: UInt64
-    let settings: Settings
+    public let seed: UInt64
+    public let settings: Settings
     let chainId = "sim"
     let hasher = ChainHasher(.sha256)
     let verifier = SharedVerifier()
@@ -85,14 +85,17 @@ final class CoreSimulation {
     let genesis: BlockInfo
     var headers: [Hash: BlockHeader] = [:]
     var certificates: [Hash: QuorumCertificate] = [:]
-    var canonical: [UInt64: Hash] = [:]
+    public private(set) var canonical: [UInt64: Hash] = [:]
     /// Intervals in which messages between `side` and the rest are lost (only those
     /// leaving `side` when `oneWay`).
     var partitions: [(start: UInt64, end: UInt64, side: Set<Int>, oneWay: Bool)] = []
     var lastProgress: [Int: UInt64] = [:]
-    var steps = 0
+    public private(set) var steps = 0
 
-    init(seed: UInt64, settings: Settings) throws {
+    /// Each node's committed height.
+    public var committedHeights: [UInt64] { instances.map(\.committedHeight) }
+
+    public init(seed: UInt64, settings: Settings) throws {
         self.seed = seed
         self.settings = settings
         random = SeededRandom(seed: seed)
@@ -132,7 +135,7 @@ final class CoreSimulation {
     // MARK: Running
 
     /// Runs until `until` simulated milliseconds, then checks liveness.
-    func run(until end: UInt64? = nil) throws {
+    public func run(until end: UInt64? = nil) throws {
         let end = end ?? settings.faultsUntil + settings.livenessBound
         for index in instances.indices { try perform(index, instances[index].core.start()) }
         for index in instances.indices { try perform(index, instances[index].core.handle(.pendingWork(true))) }
