@@ -145,36 +145,154 @@ public final class CoreSimulation {
             if settings.stopOnceLive && now > settings.faultsUntil && everyHonestNodeProgressed { break }
             steps += 1
             guard steps < 5_000_000 else { throw fail("step bound reached") }
-            let instance = instances[next.target]
-            switch next.payload {
-            case .crash:
-                instance.up = false
-                instance.incarnation += 1
-                continue
-            case .restart(let wipe):
-                restart(next.target, wipe: wipe)
-                continue
-            default:
-                break
-            }
-            guard instance.up, next.incarnation == instance.incarnation else { continue }
-            let actions: [ConsensusAction]
-            switch next.payload {
-            case .message(let message, let from):
-                if instance.byzantine == .equivocator, case .proposal(let proposal) = message { voteBlindly(next.target, proposal) }
-                actions = instance.core.handle(.message(message, from: from))
-            case .timer(let round):
-                actions = instance.core.handle(.timerFired(round: round))
-            case .validated(let hash, let valid):
-                actions = instance.core.handle(.validated(blockHash: hash, valid: valid))
-            case .certified(let block, let certificate):
-                actions = instance.core.handle(.certifiedBlock(block, certificate: certificate))
-            case .crash, .restart:
-                continue
-            }
-            try perform(next.target, actions)
+            try process(next)
         }
         try checkLiveness()
+    }
+
+    private func process(_ next: EventQueue<Payload>.Event) throws {
+        let instance = instances[next.target]
+        switch next.payload {
+        case .crash:
+            instance.up = false
+            instance.incarnation += 1
+            return
+        case .restart(let wipe):
+            restart(next.target, wipe: wipe)
+            return
+        default:
+            break
+        }
+        guard instance.up, next.incarnation == instance.incarnation else { return }
+        let actions: [ConsensusAction]
+        switch next.payload {
+        case .message(let message, let from):
+            if instance.byzantine == .equivocator, case .proposal(let proposal) = message { voteBlindly(next.target, proposal) }
+            actions = instance.core.handle(.message(message, from: from))
+        case .timer(let round):
+            actions = instance.core.handle(.timerFired(round: round))
+        case .validated(let hash, let valid):
+            actions = instance.core.handle(.validated(blockHash: hash, valid: valid))
+        case .certified(let block, let certificate):
+            actions = instance.core.handle(.certifiedBlock(block, certificate: certificate))
+        case .crash, .restart:
+            return
+        }
+        try perform(next.target, actions)
+    }
+
+    // MARK: Long runs
+
+    /// What a long run did.
+    public struct LongRunReport: Sendable {
+        public var blocks: UInt64
+        public var simulatedMilliseconds: UInt64
+        public var faultPhases: Int
+        public var steps: Int
+        public var longestGapMilliseconds: UInt64
+    }
+
+    /// Runs until `blocks` heights are committed, with faults that rotate phase by phase
+    /// (a validator crashes; one crashes and loses its disk, coming back from a certified
+    /// snapshot of a peer; a partition; message loss and duplication), each phase of faults
+    /// followed by a calm one in which every node must commit. Fails on a divergence, on a
+    /// calm phase without commits on every node, or when no node commits for
+    /// `stallMilliseconds`. Memory stays bounded: history below every node's root is
+    /// dropped as it goes. `progress(height, simulated ms)` is called every `progressEvery` blocks.
+    public func runLong(
+        blocks target: UInt64, phaseMilliseconds: UInt64 = 4_000, stallMilliseconds: UInt64 = 30_000, progressEvery: UInt64 = 100_000,
+        progress: (UInt64, UInt64) -> Void = { _, _ in }
+    ) throws -> LongRunReport {
+        longRun = true
+        for index in instances.indices { try perform(index, instances[index].core.start()) }
+        for index in instances.indices { try perform(index, instances[index].core.handle(.pendingWork(true))) }
+        var phase = 0
+        var phaseEnds = phaseMilliseconds
+        var calmSince: UInt64? = 0
+        var lastCommitAt: UInt64 = 0
+        var longestGap: UInt64 = 0
+        var lastHeight: UInt64 = 0
+        var nextProgress = progressEvery
+        var nextPrune: UInt64 = 10_000
+        while lastHeight < target {
+            guard let next = queue.popNext() else { throw fail("the event queue ran dry at height \(lastHeight)") }
+            now = next.time
+            if now >= phaseEnds {
+                if let since = calmSince {
+                    // A calm phase just ended: every node that is up must have committed in it.
+                    for (index, instance) in instances.enumerated() where instance.up && (lastProgress[index] ?? 0) < since {
+                        throw fail("node \(index) committed nothing in the calm phase from \(since) ms (height \(instance.committedHeight), round \(instance.core.round))")
+                    }
+                    calmSince = nil
+                    startFaultPhase(phase, until: now + phaseMilliseconds)
+                    phase += 1
+                } else {
+                    calmSince = now
+                    longLoss = 0
+                }
+                phaseEnds = now + phaseMilliseconds
+            }
+            steps += 1
+            try process(next)
+            let height = UInt64(canonical.count) + prunedHeights
+            if height > lastHeight {
+                longestGap = max(longestGap, now - lastCommitAt)
+                lastCommitAt = now
+                lastHeight = height
+            } else if now > lastCommitAt + stallMilliseconds {
+                throw fail("STALL: no commit for \(now - lastCommitAt) ms at height \(lastHeight)")
+            }
+            if lastHeight >= nextPrune {
+                prune()
+                nextPrune = lastHeight + 10_000
+            }
+            if lastHeight >= nextProgress {
+                progress(lastHeight, now)
+                nextProgress += progressEvery
+            }
+        }
+        return LongRunReport(blocks: lastHeight, simulatedMilliseconds: now, faultPhases: phase, steps: steps, longestGapMilliseconds: longestGap)
+    }
+
+    private var longRun = false
+    private var longLoss = 0.0
+    private var longFaultsUntil: UInt64 = 0
+    private var prunedHeights: UInt64 = 0
+
+    /// Phase k's fault, rotating over kinds and over validators.
+    private func startFaultPhase(_ phase: Int, until end: UInt64) {
+        longFaultsUntil = end
+        let victim = (phase / 4) % instances.count
+        switch phase % 4 {
+        case 0, 1:
+            queue.schedule(at: now, target: victim, incarnation: -1, .crash)
+            queue.schedule(at: now + (end - now) / 2, target: victim, incarnation: -1, .restart(wipe: phase % 4 == 1))
+        case 2:
+            let shuffled = Array(instances.indices).shuffled(using: &random)
+            let side = Set(shuffled.prefix(1 + Int(random.next() % UInt64(max(instances.count - 1, 1)))))
+            partitions = [(now, end, side, random.next() % 2 == 0)]
+        default:
+            longLoss = 0.1
+        }
+    }
+
+    /// Drops what no node can need any more: history below every node's committed root.
+    private func prune() {
+        let floor = instances.map { $0.committedHeight }.min() ?? 0
+        guard floor > 16 else { return }
+        let keep = floor - 16
+        let before = canonical.count
+        canonical = canonical.filter { $0.key >= keep }
+        prunedHeights += UInt64(before - canonical.count)
+        let dropped = headers.filter { $0.value.height < keep }.map(\.key)
+        for hash in dropped {
+            headers[hash] = nil
+            certificates[hash] = nil
+        }
+        for instance in instances where instance.committed.count > 64 {
+            instance.committed.removeFirst(instance.committed.count - 64)
+        }
+        partitions = partitions.filter { $0.end > now }
     }
 
     /// Liveness is shown once every honest node that is up has committed after the faults stopped.
@@ -200,7 +318,7 @@ public final class CoreSimulation {
         queue.schedule(at: now + skewed, target: instance, incarnation: instances[instance].incarnation, payload)
     }
 
-    var faultsActive: Bool { now < settings.faultsUntil }
+    var faultsActive: Bool { now < settings.faultsUntil || now < longFaultsUntil }
 
     func deliver(_ message: ConsensusMessage, from sender: Int, to target: Int) {
         guard instances[sender].byzantine != .silent else { return }
@@ -210,12 +328,12 @@ public final class CoreSimulation {
                 let entering = !cut.side.contains(sender) && cut.side.contains(target)
                 if leaving || (entering && !cut.oneWay) { return }
             }
-            if random.chance(settings.loss) { return }
+            if random.chance(longRun ? longLoss : settings.loss) { return }
         }
         let range = settings.delayMilliseconds
         let delay = range.lowerBound + random.next() % (range.upperBound - range.lowerBound + 1)
         queue.schedule(at: now + delay, target: target, incarnation: instances[target].incarnation, .message(message, from: instances[sender].validator))
-        if faultsActive, random.chance(settings.duplication) {
+        if faultsActive, random.chance(longRun ? longLoss / 2 : settings.duplication) {
             queue.schedule(
                 at: now + delay + random.next() % 50, target: target, incarnation: instances[target].incarnation,
                 .message(message, from: instances[sender].validator))
@@ -393,7 +511,14 @@ public final class CoreSimulation {
         let root: BlockInfo
         let safety: SafetyData?
         var certificate: QuorumCertificate?
-        if wipe {
+        if wipe, longRun, let source = instances.filter({ $0.up && !$0.committed.isEmpty }).max(by: { $0.committedHeight < $1.committedHeight }) {
+            // A node that lost its disk starts from a peer's certified snapshot (its last
+            // committed block with the certificate that commits it), without safety data.
+            safety = nil
+            root = source.committed.last!
+            certificate = source.rootCertificate
+            old.committed = [root]
+        } else if wipe {
             // A node that lost its disk starts without safety data and recovers by the
             // consensus's own rule (it abstains until it follows the live round).
             safety = nil

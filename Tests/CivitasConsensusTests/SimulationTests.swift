@@ -103,4 +103,15 @@ import Testing
         settings.clockSkew = true
         _ = try run(settings, seeds: Self.seeds(20, salt: 9))
     }
+
+    /// The long-run mode that `civitas sim --blocks` uses for a million blocks, short:
+    /// rotating faults, a calm phase after each in which every node commits, no stall.
+    @Test func aLongRunWithRotatingFaultsNeverStalls() throws {
+        for seed in Self.seeds(1, salt: 31) {
+            let simulation = try CoreSimulation(seed: seed, settings: CoreSimulation.Settings())
+            let report = try simulation.runLong(blocks: 1_000)
+            #expect(report.blocks >= 1_000)
+            #expect(report.faultPhases >= 6, "seed \(seed): every kind of fault came around")
+        }
+    }
 }
