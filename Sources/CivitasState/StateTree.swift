@@ -67,6 +67,44 @@ public final class StateTree: Sendable {
         return StateProof(key: key, value: nil, otherLeaf: nil, siblings: siblings)
     }
 
+    /// One entry of the state as a snapshot carries it.
+    public struct Entry: Hashable, Sendable {
+        public var key: [UInt8]
+        public var value: [UInt8]
+        public init(key: [UInt8], value: [UInt8]) {
+            self.key = key
+            self.value = value
+        }
+    }
+
+    /// The entries under `root` in increasing key-hash order, starting after key hash
+    /// `after`, until `limit` entries or about `bytesMax` bytes. Subtrees wholly at or
+    /// before `after` are not read, so a long listing resumes cheaply.
+    public func entries(root: Hash, after: Hash?, limit: Int, bytesMax: Int) throws(StateError) -> [Entry] {
+        var out: [Entry] = []
+        var bytes = 0
+        func walk(_ hash: Hash, depth: Int, onPath: Bool) throws(StateError) -> Bool {
+            guard hash != .zero else { return true }
+            guard out.count < limit, bytes < bytesMax else { return false }
+            switch try load(hash) {
+            case .leaf(let keyHash, _, let key, let value):
+                if let after, keyHash <= after { return true }
+                out.append(Entry(key: key, value: value))
+                bytes += key.count + value.count
+                return true
+            case .internalNode(let left, let right):
+                // On the path of `after`: a left subtree lies wholly before it when its bit is 1.
+                let afterBit = after.map { $0.bit(depth) }
+                if !(onPath && afterBit == true) {
+                    guard try walk(left.hash, depth: depth + 1, onPath: onPath && afterBit == false) else { return false }
+                }
+                return try walk(right.hash, depth: depth + 1, onPath: onPath && afterBit == true)
+            }
+        }
+        _ = try walk(root, depth: 0, onPath: after != nil)
+        return out
+    }
+
     private func load(_ hash: Hash) throws(StateError) -> StateNode {
         let bytes: [UInt8]?
         do { bytes = try store.get(StorePrefix.stateNode.key(hash.bytes)) } catch {
