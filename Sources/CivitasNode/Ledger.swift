@@ -156,6 +156,29 @@ public final class Ledger: Sendable {
         try store.write(batch, durable: true)
     }
 
+    /// Writes block `block` as the first this node holds (from a snapshot whose state is
+    /// already in the store), with the hand-overs since the genesis, durably.
+    public func commitSnapshot(
+        _ block: Block, certificate: QuorumCertificate, receipts: [Receipt], transactionIds: [Hash], genesisHash: Hash,
+        epochChanges: [EpochChange]
+    ) throws(StorageError) {
+        var batch = WriteBatch()
+        for change in epochChanges { batch.put(Self.epochKey(change.validators.epoch), change.canonicalBytes) }
+        var base = CanonicalWriter(capacity: 8)
+        base.u64(block.header.height)
+        batch.put(Self.baseKey, base.bytes)
+        try commit(block, certificate: certificate, receipts: receipts, transactionIds: transactionIds, genesisHash: genesisHash, batch: batch)
+    }
+
+    static let baseKey = StorePrefix.metadata.key(Array("base".utf8))
+
+    /// The first height this node holds blocks from: 0, or the height of the snapshot
+    /// it started from.
+    public func baseHeight() throws(StorageError) -> UInt64 {
+        guard let bytes = try store.get(Self.baseKey) else { return 0 }
+        return try Self.u64(bytes, "base height")
+    }
+
     private static func receiptKey(_ location: TransactionLocation) -> [UInt8] {
         var writer = CanonicalWriter(capacity: 13)
         writer.u8(StorePrefix.receipt.rawValue)

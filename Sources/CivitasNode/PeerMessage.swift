@@ -1,5 +1,6 @@
 import CivitasConsensus
 import CivitasCore
+import CivitasState
 
 /// Asks a peer for the blocks this node lacks: committed blocks above `committedHeight`,
 /// then the certified blocks above the peer's committed tip.
@@ -44,6 +45,54 @@ public struct SyncResponse: Hashable, Sendable {
     public static let blocksMax: UInt32 = 256
 }
 
+/// Asks for the state at a committed height (0: the peer's latest), in pages of
+/// entries after key hash `after` (nil: from the start, with the block and its proofs).
+public struct SnapshotRequest: Hashable, Sendable {
+    public var height: UInt64
+    public var after: Hash?
+
+    public init(height: UInt64, after: Hash?) {
+        self.height = height
+        self.after = after
+    }
+}
+
+/// What a snapshot starts with: block H with its receipts, the evidence that commits
+/// it, and the hand-overs from the genesis up to it.
+public struct SnapshotHead: Hashable, Sendable {
+    public var block: Block
+    public var receipts: [Receipt]
+    public var evidence: CommitEvidence
+    public var epochs: [EpochChange]
+
+    public init(block: Block, receipts: [Receipt], evidence: CommitEvidence, epochs: [EpochChange]) {
+        self.block = block
+        self.receipts = receipts
+        self.evidence = evidence
+        self.epochs = epochs
+    }
+
+    public static let epochsMax = 100_000
+}
+
+/// One page of a snapshot: entries in increasing key-hash order; `done` after the last.
+public struct SnapshotChunk: Hashable, Sendable {
+    public var height: UInt64
+    public var head: SnapshotHead?
+    public var entries: [StateTree.Entry]
+    public var done: Bool
+
+    public init(height: UInt64, head: SnapshotHead?, entries: [StateTree.Entry], done: Bool) {
+        self.height = height
+        self.head = head
+        self.entries = entries
+        self.done = done
+    }
+
+    public static let entriesMax = 10_000
+    public static let bytesMax = 4 << 20
+}
+
 /// What validators send each other (docs/protocol.md, "Peer frames").
 public enum PeerMessage: Hashable, Sendable {
     case consensus(ConsensusMessage)
@@ -51,6 +100,63 @@ public enum PeerMessage: Hashable, Sendable {
     case transactions([SignedTransaction])
     case syncRequest(SyncRequest)
     case syncResponse(SyncResponse)
+    case snapshotRequest(SnapshotRequest)
+    case snapshotChunk(SnapshotChunk)
+}
+
+extension SnapshotRequest: CanonicalCodable {
+    public func encode(to writer: inout CanonicalWriter) {
+        writer.u64(height)
+        writer.optional(after)
+    }
+
+    public init(from reader: inout CanonicalReader) throws(CodecError) {
+        height = try reader.u64("height")
+        after = try reader.optional("after", Hash.self)
+    }
+}
+
+extension SnapshotHead: CanonicalCodable {
+    public func encode(to writer: inout CanonicalWriter) {
+        writer.encode(block)
+        writer.list(receipts, max: ProtocolLimits.blockTransactionsMax) { $0.encode($1) }
+        writer.encode(evidence)
+        writer.list(epochs, max: Self.epochsMax) { $0.encode($1) }
+    }
+
+    public init(from reader: inout CanonicalReader) throws(CodecError) {
+        block = try reader.decode(Block.self)
+        receipts = try reader.list("receipts", max: ProtocolLimits.blockTransactionsMax) {
+            (reader: inout CanonicalReader) throws(CodecError) in try reader.decode(Receipt.self)
+        }
+        evidence = try reader.decode(CommitEvidence.self)
+        epochs = try reader.list("epochs", max: Self.epochsMax) {
+            (reader: inout CanonicalReader) throws(CodecError) in try reader.decode(EpochChange.self)
+        }
+    }
+}
+
+extension SnapshotChunk: CanonicalCodable {
+    public func encode(to writer: inout CanonicalWriter) {
+        writer.u64(height)
+        writer.optional(head)
+        writer.list(entries, max: Self.entriesMax) { writer, entry in
+            writer.byteString(entry.key, max: ProtocolLimits.stateKeyBytesMax)
+            writer.byteString(entry.value, max: ProtocolLimits.stateValueBytesMax)
+        }
+        writer.bool(done)
+    }
+
+    public init(from reader: inout CanonicalReader) throws(CodecError) {
+        height = try reader.u64("height")
+        head = try reader.optional("snapshot head", SnapshotHead.self)
+        entries = try reader.list("entries", max: Self.entriesMax) { (reader: inout CanonicalReader) throws(CodecError) in
+            StateTree.Entry(
+                key: try reader.byteString("key", max: ProtocolLimits.stateKeyBytesMax),
+                value: try reader.byteString("value", max: ProtocolLimits.stateValueBytesMax))
+        }
+        done = try reader.bool("done")
+    }
 }
 
 extension SyncRequest: CanonicalCodable {
@@ -120,6 +226,12 @@ extension PeerMessage: CanonicalCodable {
         case .syncResponse(let response):
             writer.u8(4)
             writer.encode(response)
+        case .snapshotRequest(let request):
+            writer.u8(5)
+            writer.encode(request)
+        case .snapshotChunk(let chunk):
+            writer.u8(6)
+            writer.encode(chunk)
         }
     }
 
@@ -133,6 +245,8 @@ extension PeerMessage: CanonicalCodable {
                 })
         case 3: self = .syncRequest(try reader.decode(SyncRequest.self))
         case 4: self = .syncResponse(try reader.decode(SyncResponse.self))
+        case 5: self = .snapshotRequest(try reader.decode(SnapshotRequest.self))
+        case 6: self = .snapshotChunk(try reader.decode(SnapshotChunk.self))
         case let tag: throw .unknownTag(field: "peer message kind", tag: tag)
         }
     }

@@ -13,6 +13,8 @@ public enum ReplicaTimer: Hashable, Sendable {
     case propose
     case gossip
     case sync
+    /// A snapshot request, by its sequence number, went unanswered.
+    case snapshot(Int)
 }
 
 /// What the replica asks of its environment. The production node sends these over the
@@ -274,6 +276,10 @@ public final class Replica {
                 effects.append(.send(.syncResponse(try syncResponse(for: request)), to: peer))
             case .syncResponse(let response):
                 try catchUp(with: response, from: peer, &effects)
+            case .snapshotRequest(let request):
+                if let chunk = try snapshotChunk(for: request) { effects.append(.send(.snapshotChunk(chunk), to: peer)) }
+            case .snapshotChunk:
+                break  // only a node starting from a snapshot asks for one
             }
         } catch {
             fatal(error)
@@ -302,6 +308,8 @@ public final class Replica {
                 }
             case .sync:
                 syncInFlight = false
+            case .snapshot:
+                break
             }
         } catch {
             fatal(error)
@@ -630,6 +638,32 @@ public final class Replica {
             next += 1
         }
         return CommitEvidence(certificate: certificate, headers: headers)
+    }
+
+    /// A page of the state at a committed height, for a peer starting from a snapshot;
+    /// nil when this node cannot serve that height.
+    func snapshotChunk(for request: SnapshotRequest) throws -> SnapshotChunk? {
+        let height = request.height == 0 ? head.block.header.height : request.height
+        guard height > 0, height <= head.block.header.height, let committed = try ledger.block(at: height),
+            let certificate = committed.certificate
+        else { return nil }
+        var snapshotHead: SnapshotHead?
+        if request.after == nil {
+            var receipts: [Receipt] = []
+            for index in committed.block.transactions.indices {
+                guard let receipt = try ledger.receipt(at: TransactionLocation(height: height, index: UInt32(index))) else { return nil }
+                receipts.append(receipt)
+            }
+            snapshotHead = SnapshotHead(
+                block: committed.block, receipts: receipts, evidence: try evidence(for: committed, certificate: certificate),
+                epochs: epochHandOvers.filter { $0.lastHeader.height <= height })
+        }
+        let entries = try state.tree.entries(
+            root: committed.block.header.stateRoot, after: request.after, limit: SnapshotChunk.entriesMax, bytesMax: SnapshotChunk.bytesMax)
+        let bytes = entries.reduce(0) { $0 + $1.key.count + $1.value.count }
+        return SnapshotChunk(
+            height: height, head: snapshotHead, entries: entries,
+            done: entries.count < SnapshotChunk.entriesMax && bytes < SnapshotChunk.bytesMax)
     }
 
     /// The current validators with their recorded endpoints and their organisations' CAs.

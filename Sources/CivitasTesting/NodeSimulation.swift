@@ -35,6 +35,9 @@ public final class NodeSimulation {
         /// Governance adds a validator of a new organisation (run by one more node, which
         /// starts as a follower), then removes validator 1, while the faults go on.
         public var reconfiguration = false
+        /// A validator that lost its disk comes back from a peer's snapshot (ADR 0005)
+        /// instead of replaying the chain.
+        public var stateSync = false
         public init() {}
     }
 
@@ -47,6 +50,7 @@ public final class NodeSimulation {
         let key: PrivateKey
         var store: MemoryStore
         var replica: Replica?
+        var sync: SnapshotSync?
         var up = true
         var incarnation = 0
         var lastCommit: UInt64 = 0
@@ -219,16 +223,31 @@ public final class NodeSimulation {
                 node.up = false
                 node.incarnation += 1
                 node.replica = nil
+                node.sync = nil
                 continue
             case .restart(let wipe):
                 guard !node.up else { continue }
                 if wipe { node.store = MemoryStore() }
                 node.up = true
                 node.incarnation += 1
-                try boot(node)
+                if wipe && settings.stateSync {
+                    let sync = try SnapshotSync(
+                        genesis: genesis, store: node.store, validatorKey: node.key.publicKey, retryMilliseconds: 1_000, verifier: verifier,
+                        logger: logger)
+                    node.sync = sync
+                    node.height = 0
+                    try perform(node, sync.start(now: now))
+                    snapshotsStarted += 1
+                } else {
+                    try boot(node)
+                }
                 continue
             default:
                 break
+            }
+            if node.up, next.incarnation == node.incarnation, let sync = node.sync {
+                try stepSync(node, sync, next.payload)
+                continue
             }
             guard node.up, next.incarnation == node.incarnation, let replica = node.replica else { continue }
             switch next.payload {
@@ -245,6 +264,29 @@ public final class NodeSimulation {
         let stuck = nodes.filter { $0.up && $0.lastCommit <= settings.faultsUntil }.map(\.index)
         let waiting = clients.indices.filter { clients[$0].outstanding != nil }
         throw fail("no liveness after the faults: nodes \(stuck) committed nothing since; clients \(waiting) still wait; heights \(nodes.map(\.height))")
+    }
+
+    public private(set) var snapshotsStarted = 0
+    public private(set) var snapshotsLoaded = 0
+
+    /// A node loading a snapshot takes only its pages and its timers; once the state is
+    /// in, the node boots on it like any restart.
+    func stepSync(_ node: SimulatedNode, _ sync: SnapshotSync, _ payload: Payload) throws {
+        switch payload {
+        case .message(let message, let sender):
+            guard let from = sync.validators.index(of: nodes[sender].key.publicKey) else { return }
+            try perform(node, sync.receive(message, from: from, now: now))
+        case .timer(let timer):
+            try perform(node, sync.timerFired(timer, now: now))
+        default:
+            return
+        }
+        if let height = sync.completedHeight {
+            node.sync = nil
+            node.height = height
+            snapshotsLoaded += 1
+            try boot(node)
+        }
     }
 
     /// The validators of the latest epoch any node reached.
@@ -338,8 +380,8 @@ public final class NodeSimulation {
             if trace { print("\(now) n\(node.index): \(String(describing: effect).prefix(200))") }
             switch effect {
             case .send(let message, let to):
-                guard let replica = node.replica, Int(to) < replica.validators.validators.count else { break }
-                let key = replica.validators.validators[Int(to)].publicKey
+                guard let set = node.replica?.validators ?? node.sync?.validators, Int(to) < set.validators.count else { break }
+                let key = set.validators[Int(to)].publicKey
                 if let target = nodes.first(where: { $0.key.publicKey == key }) { deliver(message, from: node.index, to: target.index) }
             case .broadcast(let message):
                 // To the validators of the sender's epoch, as the network connects them.
@@ -432,7 +474,8 @@ public final class NodeSimulation {
         for node in nodes where node.up {
             guard let replica = node.replica else { continue }
             let ledger = Ledger(store: node.store, hasher: hasher)
-            for height in stride(from: UInt64(1), through: replica.head.block.header.height, by: 1) {
+            // A node that started from a snapshot holds blocks from its base on.
+            for height in stride(from: max(1, try ledger.baseHeight()), through: replica.head.block.header.height, by: 1) {
                 guard let block = try ledger.block(at: height) else { throw fail("node \(node.index) lacks block \(height)") }
                 guard canonical[height] == block.hash else {
                     throw fail("node \(node.index) holds \(block.hash) at \(height), canonical is \(String(describing: canonical[height]))")
@@ -452,7 +495,8 @@ public final class NodeSimulation {
         let client = try LightClient(genesis: genesis)
         for node in nodes where node.up {
             guard let replica = node.replica, latestValidators?.index(of: node.key.publicKey) != nil else { continue }
-            for height in stride(from: UInt64(1), through: replica.head.block.header.height, by: 1) {
+            let base = try Ledger(store: node.store, hasher: hasher).baseHeight()
+            for height in stride(from: max(1, base), through: replica.head.block.header.height, by: 1) {
                 let bundle = try replica.prove(StateKeys.supply, height: height)
                 let document = ProofDocument(
                     header: bundle.header, evidence: bundle.evidence, proof: bundle.proof, blockHash: bundle.header.hash(using: hasher),

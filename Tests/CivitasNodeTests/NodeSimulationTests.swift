@@ -75,6 +75,32 @@ import Testing
         run(settings, seeds: Self.seeds(8, salt: 16))
     }
 
+    /// Validators that lose their disk come back from a peer's snapshot, under faults
+    /// (the peer may crash mid-transfer, pages may be lost): identical ledgers from their
+    /// base on, every transaction committed, proofs valid.
+    @Test func wipedValidatorsReturnFromSnapshots() throws {
+        var settings = NodeSimulation.Settings()
+        settings.stateSync = true
+        settings.crashes = true
+        settings.wipes = true
+        settings.loss = 0.02
+        settings.partitions = true
+        var loaded = 0
+        for seed in Self.seeds(5, salt: 17) {
+            do {
+                let simulation = try NodeSimulation(seed: seed, settings: settings)
+                try simulation.run()
+                try simulation.checkLedgers()
+                try simulation.checkProofs()
+                loaded += simulation.snapshotsLoaded
+            } catch {
+                Issue.record("\(error)")
+                return
+            }
+        }
+        #expect(loaded > 0, "no wiped validator came back from a snapshot")
+    }
+
     @Test func oneValidatorAlone() {
         var settings = NodeSimulation.Settings()
         settings.validators = 1
