@@ -33,6 +33,10 @@ struct NodeCommand: AsyncParsableCommand {
             let validatorKey = try config.validatorKey.map { try KeyFile.load(resolve($0)) }
             try FileSystem.createDirectory(resolve(config.dataDirectory))
             let store = try RocksDBStore(path: resolve(config.dataDirectory))
+            // Only an empty data directory (a new node, or one whose disk was lost) loads a snapshot.
+            if config.stateSync, let validatorKey, try store.scan(prefix: [], start: nil, limit: 1).isEmpty {
+                try await loadSnapshot(config: config, genesis: genesis, store: store, validatorKey: validatorKey, logger: logger)
+            }
 
             let registry = PrometheusCollectorRegistry()
             MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
@@ -84,9 +88,7 @@ struct NodeCommand: AsyncParsableCommand {
                 }
                 return nil
             }
-            let identity = TLSIdentity(
-                certificatePEM: String(decoding: try FileSystem.read(resolve(config.tlsCertificate)), as: UTF8.self),
-                privateKeyPEM: String(decoding: try FileSystem.read(resolve(config.tlsKey)), as: UTF8.self))
+            let identity = try identity(config)
             // Peers in node.json are numbered as in the genesis; governance records the
             // endpoints of validators it adds. The node may be in a later epoch already.
             let genesisValidators = try genesis.validatorSet().validators
@@ -112,6 +114,72 @@ struct NodeCommand: AsyncParsableCommand {
             logger.info("validator network listening on \(config.p2pHost):\(port), \(peers.count) peers")
             await node.attach(NetworkTransport(network: link.network))
             return link
+        }
+
+        /// Fills the empty data directory from a peer's snapshot before the node opens it,
+        /// on a network of its own that is shut down afterwards.
+        func loadSnapshot(config: NodeConfig, genesis: Genesis, store: RocksDBStore, validatorKey: PrivateKey, logger: Logger) async throws {
+            let sync = try SnapshotSync(genesis: genesis, store: store, validatorKey: validatorKey.publicKey, logger: logger)
+            let (events, continuation) = AsyncStream<SnapshotEvent>.makeStream(bufferingPolicy: .bufferingNewest(1_024))
+            var authorities: [String: String] = [:]
+            for org in genesis.organisations { authorities[org.id] = org.tlsAuthority }
+            let network = try PeerNetwork(
+                config: PeerNetworkConfig(
+                    chainId: genesis.chainId, genesisHash: genesis.hash(using: sync.hasher), validators: sync.validators,
+                    authorities: authorities, validatorKey: validatorKey, identity: try identity(config),
+                    listen: PeerAddress(host: config.p2pHost, port: config.p2pPort),
+                    peers: Dictionary(config.peers.map { (UInt16($0.validator), PeerAddress(host: $0.host, port: $0.port)) }, uniquingKeysWith: { $1 })),
+                logger: logger
+            ) { peer, frame in continuation.yield(.frame(peer, frame)) }
+            _ = try await network.start()
+            logger.info("loading the state from a peer's snapshot")
+            let deadline = Task {
+                try? await Task.sleep(for: .seconds(3_600))
+                continuation.yield(.deadline)
+            }
+            defer { deadline.cancel() }
+            func perform(_ effects: [ReplicaEffect]) {
+                for effect in effects {
+                    switch effect {
+                    case .send(let message, let peer):
+                        network.send(Frame(kind: .message, bytes: message.canonicalBytes), to: peer)
+                    case .timer(let timer, let milliseconds):
+                        Task {
+                            try? await Task.sleep(for: .milliseconds(Int64(milliseconds)))
+                            continuation.yield(.timer(timer))
+                        }
+                    default:
+                        break
+                    }
+                }
+            }
+            perform(try sync.start(now: wallClockMilliseconds()))
+            for await event in events {
+                switch event {
+                case .frame(let peer, let frame):
+                    guard frame.kind == .message, let message = try? PeerMessage(canonicalBytes: frame.bytes) else { continue }
+                    perform(try sync.receive(message, from: peer, now: wallClockMilliseconds()))
+                case .timer(let timer):
+                    perform(try sync.timerFired(timer, now: wallClockMilliseconds()))
+                case .deadline:
+                    await network.shutdown()
+                    throw CommandError("no peer delivered a valid snapshot within an hour: \(sync.refusals.suffix(3).joined(separator: "; "))")
+                }
+                if sync.finished { break }
+            }
+            await network.shutdown()
+        }
+
+        enum SnapshotEvent: Sendable {
+            case frame(UInt16, Frame)
+            case timer(ReplicaTimer)
+            case deadline
+        }
+
+        func identity(_ config: NodeConfig) throws -> TLSIdentity {
+            TLSIdentity(
+                certificatePEM: String(decoding: try FileSystem.read(resolve(config.tlsCertificate)), as: UTF8.self),
+                privateKeyPEM: String(decoding: try FileSystem.read(resolve(config.tlsKey)), as: UTF8.self))
         }
 
         func resolve(_ path: String) -> String {

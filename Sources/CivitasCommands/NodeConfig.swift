@@ -23,6 +23,9 @@ public struct NodeConfig: Codable, Sendable, Equatable {
     public var tlsKey: String
     /// The other validators' addresses, by validator index.
     public var peers: [Peer]
+    /// With an empty data directory, start from a peer's snapshot of the state at its
+    /// latest committed height (ADR 0005) instead of replaying the chain from block 1.
+    public var stateSync: Bool
 
     public struct Peer: Codable, Sendable, Equatable {
         public var validator: Int
@@ -40,8 +43,10 @@ public struct NodeConfig: Codable, Sendable, Equatable {
         genesis: String = "genesis.json", validatorKey: String? = "keys/validator.json", dataDirectory: String = "data",
         apiHost: String = "127.0.0.1", apiPort: Int = 7700, logLevel: String = "info", limits: NodeLimits = .init(),
         apiLimits: APILimits = .init(), p2pHost: String = "127.0.0.1", p2pPort: Int = 7800,
-        tlsCertificate: String = "keys/tls-certificate.pem", tlsKey: String = "keys/tls-key.pem", peers: [Peer] = []
+        tlsCertificate: String = "keys/tls-certificate.pem", tlsKey: String = "keys/tls-key.pem", peers: [Peer] = [],
+        stateSync: Bool = false
     ) {
+        self.stateSync = stateSync
         self.p2pHost = p2pHost
         self.p2pPort = p2pPort
         self.tlsCertificate = tlsCertificate

@@ -277,7 +277,9 @@ public final class Replica {
             case .syncResponse(let response):
                 try catchUp(with: response, from: peer, &effects)
             case .snapshotRequest(let request):
-                if let chunk = try snapshotChunk(for: request) { effects.append(.send(.snapshotChunk(chunk), to: peer)) }
+                // Height 0 says this node has no such state to give.
+                let chunk = try snapshotChunk(for: request) ?? SnapshotChunk(height: 0, head: nil, entries: [], done: true)
+                effects.append(.send(.snapshotChunk(chunk), to: peer))
             case .snapshotChunk:
                 break  // only a node starting from a snapshot asks for one
             }

@@ -33,6 +33,12 @@ public final class SnapshotSync {
     private var after: Hash?
     private var requests = 0
     public private(set) var completedHeight: UInt64?
+    /// Every peer said it has no state to give (a chain without blocks yet): the node
+    /// starts from the genesis instead.
+    public private(set) var nothingToLoad = false
+    private var emptyAnswers: Set<UInt16> = []
+
+    public var finished: Bool { completedHeight != nil || nothingToLoad }
     /// Snapshots refused so far, with the reason, for the log and the tests.
     public private(set) var refusals: [String] = []
 
@@ -64,7 +70,16 @@ public final class SnapshotSync {
     }
 
     public func receive(_ message: PeerMessage, from peer: UInt16, now: UInt64) throws -> [ReplicaEffect] {
-        guard completedHeight == nil, case .snapshotChunk(let chunk) = message, peer == asked else { return [] }
+        guard !finished, case .snapshotChunk(let chunk) = message, peer == asked else { return [] }
+        if chunk.height == 0, head == nil {
+            emptyAnswers.insert(peer)
+            if emptyAnswers.count == peers.count {
+                nothingToLoad = true
+                logger.notice("no peer holds a committed block yet; starting from the genesis")
+                return []
+            }
+            return ask(next: true)
+        }
         do {
             try accept(chunk)
         } catch let refusal as SnapshotRefusal {
@@ -78,7 +93,7 @@ public final class SnapshotSync {
 
     /// The request went unanswered: the next peer is asked, from the start.
     public func timerFired(_ timer: ReplicaTimer, now: UInt64) throws -> [ReplicaEffect] {
-        guard completedHeight == nil, case .snapshot(let sequence) = timer, sequence == requests else { return [] }
+        guard !finished, case .snapshot(let sequence) = timer, sequence == requests else { return [] }
         try clear()
         return ask(next: true)
     }

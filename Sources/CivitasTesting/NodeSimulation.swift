@@ -281,10 +281,12 @@ public final class NodeSimulation {
         default:
             return
         }
-        if let height = sync.completedHeight {
+        if sync.finished {
             node.sync = nil
-            node.height = height
-            snapshotsLoaded += 1
+            if let height = sync.completedHeight {
+                node.height = height
+                snapshotsLoaded += 1
+            }
             try boot(node)
         }
     }

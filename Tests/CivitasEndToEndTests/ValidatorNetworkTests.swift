@@ -282,4 +282,45 @@ import FoundationNetworking
         try document.write(to: URL(fileURLWithPath: proofFile))
         #expect(try support.run(["proof", "verify", proofFile, "--genesis", network + "/genesis.json"]) == 0)
     }
+
+    @Test func aValidatorWhoseDiskIsLostReturnsFromASnapshot() async throws {
+        let directory = TemporaryDirectory("e2e-snapshot")
+        defer { directory.remove() }
+        let network = directory.path + "/net"
+        #expect(try support.run(["devnet", "start", "--dir", network, "--base-port", "0"]) == 0)
+        defer { _ = try? support.run(["devnet", "stop", "--dir", network]) }
+        let builder = try client(network)
+        func submit(_ nonce: UInt64, to node: Int) async throws {
+            let body = try put(builder, nonce: nonce, key: Array("snap\(nonce)".utf8), value: Array("v\(nonce)".utf8))
+            let (code, json) = try await support.request("POST", try endpoint(network, node) + "/v1/transactions?wait=true&timeout=20000", body: body)
+            #expect(code == 200, "nonce \(nonce): \(json)")
+        }
+        for nonce in UInt64(0)..<10 { try await submit(nonce, to: Int(nonce % 4)) }
+
+        // Validator 2 loses its disk; its operator turns on state sync and starts it again.
+        try killValidator(network, 2)
+        try FileManager.default.removeItem(atPath: network + "/node2/data")
+        let configPath = network + "/node2/node.json"
+        var config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: configPath))) as! [String: Any]
+        config["stateSync"] = true
+        try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: configPath))
+        let before = await status(network, 0)?["height"] as? Int ?? 0
+        #expect(try support.run(["devnet", "start", "--dir", network]) == 0)
+        for nonce in UInt64(10)..<14 { try await submit(nonce, to: [0, 1, 3][Int(nonce % 3)]) }
+
+        let top = await status(network, 0)?["height"] as? Int ?? 0
+        try await waitForHeight(network, [0, 1, 2, 3], atLeast: top)
+        let mine = try endpoint(network, 2)
+        let (_, block) = try await support.request("GET", mine + "/v1/blocks/\(top)")
+        let (_, reference) = try await support.request("GET", try endpoint(network, 0) + "/v1/blocks/\(top)")
+        #expect(block["hash"] as? String == reference["hash"] as? String && block["stateRoot"] as? String == reference["stateRoot"] as? String)
+        // It did not replay: block 1 is not on it, but the state written then is.
+        #expect(try await support.request("GET", mine + "/v1/blocks/1").0 == 404)
+        let owner = builder.address.description
+        let (code, value) = try await support.request("GET", mine + "/v1/kv/\(owner)/snap0")
+        #expect(code == 200 && value["exists"] as? Bool == true, "\(value)")
+        let log = (try? String(contentsOfFile: network + "/node2/node.log", encoding: .utf8)) ?? ""
+        #expect(log.contains("loaded from a snapshot"), "node2 did not load a snapshot")
+        #expect(before >= 10)
+    }
 }

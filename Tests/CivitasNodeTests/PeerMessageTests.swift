@@ -1,5 +1,6 @@
 import CivitasConsensus
 import CivitasCore
+import CivitasState
 import CivitasModules
 import CivitasNode
 import CivitasTesting
@@ -30,6 +31,13 @@ import Testing
                     committed: [block], commitCertificates: [certificate],
                     commitEvidence: CommitEvidence(certificate: certificate, headers: [header, header]), certified: [])),
             .syncResponse(SyncResponse(committed: [], commitCertificates: [], commitEvidence: nil, certified: [])),
+            .snapshotRequest(SnapshotRequest(height: 0, after: nil)),
+            .snapshotRequest(SnapshotRequest(height: 12, after: .zero.successorForTests)),
+            .snapshotChunk(
+                SnapshotChunk(
+                    height: 1, head: SnapshotHead(block: block, receipts: [], evidence: CommitEvidence(certificate: certificate), epochs: []),
+                    entries: [.init(key: [1, 2], value: [3])], done: false)),
+            .snapshotChunk(SnapshotChunk(height: 0, head: nil, entries: [], done: true)),
         ]
         for message in messages {
             let bytes = message.canonicalBytes
