@@ -271,7 +271,7 @@ struct Status: AsyncParsableCommand {
         print("  block \(view.blockHash)")
         print("  state root \(view.stateRoot)")
         print("  mempool \(view.mempoolTransactions) transactions, \(view.mempoolBytes) bytes")
-        print("  validator index \(view.validatorIndex.map(String.init) ?? "none"), round \(view.round), version \(view.version)")
+        print("  validator index \(view.validatorIndex.map(String.init) ?? "none"), epoch \(view.epoch), round \(view.round), version \(view.version)")
     }
 }
 
