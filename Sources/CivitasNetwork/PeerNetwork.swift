@@ -410,14 +410,9 @@ public final class PeerNetwork: Sendable {
     }
 
     func register(_ channel: any Channel, as peer: PublicKey) {
-        let previous = state.withLock { state -> (any Channel)? in
-            let previous = state.channels[peer]
-            state.channels[peer] = channel
-            return previous
-        }
         // Two nodes in different epochs may both dial; the newer connection serves and
-        // the older one is left to close on its own, so neither side flaps.
-        _ = previous
+        // the older one stays open until its side closes it, so neither side flaps.
+        state.withLock { $0.channels[peer] = channel }
         logger.info("connected to validator \(peer)")
         flush(peer, on: channel)
     }

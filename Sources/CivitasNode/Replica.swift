@@ -174,12 +174,6 @@ public final class Replica {
             hasher: hasher, key: key, verifier: verifier, safety: safety, root: root, rootCertificate: rootCertificate)
     }
 
-    /// The validator set of each epoch so far, from the genesis and the hand-overs.
-    public func validatorSets() -> [ValidatorSet] {
-        let genesisSet = try? genesis.validatorSet()
-        return (genesisSet.map { [$0] } ?? []) + epochChanges.values.sorted { $0.validators.epoch < $1.validators.epoch }.map(\.validators)
-    }
-
     /// The hand-over that ends at block `height`, if an epoch ended there.
     public func epochChange(endingAt height: UInt64) -> EpochChange? { epochChanges[height] }
 

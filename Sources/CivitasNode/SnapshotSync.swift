@@ -167,7 +167,7 @@ public final class SnapshotSync {
         let epochSet: ValidatorSet
         if let last = head.epochs.last, last.lastHeader.height == header.height {
             guard last.lastHeader == header else { throw SnapshotRefusal("the last hand-over ends at another block") }
-            epochSet = try previousSet(head.epochs.dropLast())
+            epochSet = head.epochs.dropLast().last?.validators ?? validators
         } else {
             epochSet = set
         }
@@ -191,12 +191,6 @@ public final class SnapshotSync {
         guard hasher.merkleRoot(ids) == header.transactionsRoot,
             hasher.merkleRoot(head.receipts.map { $0.hash(using: hasher) }) == header.receiptsRoot
         else { throw SnapshotRefusal("transactions or receipts differ from the header's roots") }
-    }
-
-    private func previousSet(_ changes: ArraySlice<EpochChange>) throws -> ValidatorSet {
-        var set = validators
-        for change in changes { set = change.validators }
-        return set
     }
 
     /// Removes everything a refused or interrupted snapshot left in the store.
