@@ -42,15 +42,17 @@ public struct LightClient: Sendable {
             throw ProofError(.wrongChain, "header is of chain \(header.chainId), genesis is \(genesis.chainId)")
         }
         let blockHash = header.hash(using: hasher)
-        // Walk the hand-overs from the genesis set to the set of the header's epoch.
-        var set = validators
-        for change in epochs where set.epoch < header.epoch {
-            do { set = try change.verify(from: set, hasher: hasher, verifier: SignatureVerifiers()) } catch {
-                throw ProofError(.badHandOver, "hand-over to epoch \(change.validators.epoch): \(error)")
+        let set: ValidatorSet
+        do {
+            set = try EpochChange.validators(
+                ofEpoch: header.epoch, from: validators, through: epochs, hasher: hasher, verifier: SignatureVerifiers()
+            ).set
+        } catch {
+            switch error {
+            case .invalid: throw ProofError(.badHandOver, error.description)
+            case .unreached(_, let reached):
+                throw ProofError(.unknownEpoch, "header is of epoch \(header.epoch); the document's hand-overs reach epoch \(reached)")
             }
-        }
-        guard header.epoch == set.epoch else {
-            throw ProofError(.unknownEpoch, "header is of epoch \(header.epoch); the document's hand-overs reach epoch \(set.epoch)")
         }
         do {
             try CommitEvidence(certificate: certificate, headers: commitHeaders).verify(

@@ -97,8 +97,7 @@ struct NodeCommand: AsyncParsableCommand {
                 addresses[genesisValidators[peer.validator].publicKey] = PeerAddress(host: peer.host, port: peer.port)
             }
             let membership = node.membership
-            var authorities: [String: String] = membership.authorities
-            for org in genesis.organisations where authorities[org.id] == nil { authorities[org.id] = org.tlsAuthority }
+            let authorities = membership.authorities.merging(Self.authorities(of: genesis)) { current, _ in current }
             var peers: [UInt16: PeerAddress] = [:]
             for (key, address) in addresses {
                 if let index = membership.validators.index(of: key) { peers[index] = address }
@@ -121,12 +120,10 @@ struct NodeCommand: AsyncParsableCommand {
         func loadSnapshot(config: NodeConfig, genesis: Genesis, store: RocksDBStore, validatorKey: PrivateKey, logger: Logger) async throws {
             let sync = try SnapshotSync(genesis: genesis, store: store, validatorKey: validatorKey.publicKey, logger: logger)
             let (events, continuation) = AsyncStream<SnapshotEvent>.makeStream(bufferingPolicy: .bufferingNewest(1_024))
-            var authorities: [String: String] = [:]
-            for org in genesis.organisations { authorities[org.id] = org.tlsAuthority }
             let network = try PeerNetwork(
                 config: PeerNetworkConfig(
                     chainId: genesis.chainId, genesisHash: genesis.hash(using: sync.hasher), validators: sync.validators,
-                    authorities: authorities, validatorKey: validatorKey, identity: try identity(config),
+                    authorities: Self.authorities(of: genesis), validatorKey: validatorKey, identity: try identity(config),
                     listen: PeerAddress(host: config.p2pHost, port: config.p2pPort),
                     peers: Dictionary(config.peers.map { (UInt16($0.validator), PeerAddress(host: $0.host, port: $0.port)) }, uniquingKeysWith: { $1 })),
                 logger: logger
@@ -168,6 +165,13 @@ struct NodeCommand: AsyncParsableCommand {
                 if sync.finished { break }
             }
             await network.shutdown()
+        }
+
+        /// Each genesis organisation's TLS CA certificate, by organisation id.
+        static func authorities(of genesis: Genesis) -> [String: String] {
+            var authorities: [String: String] = [:]
+            for org in genesis.organisations { authorities[org.id] = org.tlsAuthority }
+            return authorities
         }
 
         enum SnapshotEvent: Sendable {

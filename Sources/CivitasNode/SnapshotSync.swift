@@ -156,23 +156,25 @@ public final class SnapshotSync {
     private func check(_ head: SnapshotHead) throws {
         let header = head.block.header
         guard header.chainId == genesis.chainId, header.height > 0 else { throw SnapshotRefusal("a block of another chain") }
-        var set = validators
-        for (position, change) in head.epochs.enumerated() {
-            guard change.lastHeader.height <= header.height else { throw SnapshotRefusal("a hand-over after the block") }
+        guard head.epochs.allSatisfy({ $0.lastHeader.height <= header.height }) else { throw SnapshotRefusal("a hand-over after the block") }
+        let epochSet: ValidatorSet
+        let used: Int
+        do {
+            (epochSet, used) = try EpochChange.validators(
+                ofEpoch: header.epoch, from: validators, through: head.epochs, hasher: hasher, verifier: verifier)
+        } catch {
+            throw SnapshotRefusal("\(error)")
+        }
+        // The block may be the last of its epoch: then one more hand-over ends at it, and
+        // the node keeps it, so it is checked too.
+        var set = epochSet
+        for change in head.epochs[used...] {
             do { set = try change.verify(from: set, hasher: hasher, verifier: verifier) } catch {
-                throw SnapshotRefusal("hand-over \(position + 1): \(error)")
+                throw SnapshotRefusal("hand-over to epoch \(change.validators.epoch): \(error)")
             }
         }
-        // The block may be the last of its epoch: then the last hand-over ends at it.
-        let epochSet: ValidatorSet
-        if let last = head.epochs.last, last.lastHeader.height == header.height {
-            guard last.lastHeader == header else { throw SnapshotRefusal("the last hand-over ends at another block") }
-            epochSet = head.epochs.dropLast().last?.validators ?? validators
-        } else {
-            epochSet = set
-        }
-        guard header.epoch == epochSet.epoch else {
-            throw SnapshotRefusal("block of epoch \(header.epoch), the hand-overs reach epoch \(epochSet.epoch)")
+        if let last = head.epochs.last, used < head.epochs.count, last.lastHeader != header {
+            throw SnapshotRefusal("the last hand-over ends at another block")
         }
         do { try head.evidence.verify(commits: header, validators: epochSet, hasher: hasher, verifier: verifier) } catch {
             throw SnapshotRefusal("commit evidence: \(error)")

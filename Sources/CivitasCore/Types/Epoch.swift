@@ -116,6 +116,43 @@ public struct EpochChange: Hashable, Sendable {
     }
 }
 
+/// Why a chain of hand-overs does not lead to an epoch's validators.
+public enum HandOverError: Error, Sendable, CustomStringConvertible {
+    /// The hand-over to `epoch` does not check against the set before it.
+    case invalid(epoch: UInt64, CertificateError)
+    /// The hand-overs end before `wanted`, at `reached`.
+    case unreached(wanted: UInt64, reached: UInt64)
+
+    public var description: String {
+        switch self {
+        case .invalid(let epoch, let error): "hand-over to epoch \(epoch): \(error)"
+        case .unreached(let wanted, let reached): "the hand-overs reach epoch \(reached), not \(wanted)"
+        }
+    }
+}
+
+extension EpochChange {
+    /// The validators of `epoch`: `changes` checked in order from the genesis set until
+    /// that epoch is reached. Also returns how many hand-overs that took; the rest are
+    /// not read.
+    public static func validators(
+        ofEpoch epoch: UInt64, from genesis: ValidatorSet, through changes: [EpochChange], hasher: some HashFunction,
+        verifier: some SignatureVerifier
+    ) throws(HandOverError) -> (set: ValidatorSet, used: Int) {
+        var set = genesis
+        var used = 0
+        while set.epoch < epoch, used < changes.count {
+            let change = changes[used]
+            do { set = try change.verify(from: set, hasher: hasher, verifier: verifier) } catch {
+                throw .invalid(epoch: change.validators.epoch, error)
+            }
+            used += 1
+        }
+        guard set.epoch == epoch else { throw .unreached(wanted: epoch, reached: set.epoch) }
+        return (set, used)
+    }
+}
+
 extension EpochChange: CanonicalCodable {
     public func encode(to writer: inout CanonicalWriter) {
         writer.encode(validators)
