@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
+        .package(url: "https://github.com/swiftwasm/WasmKit", from: "0.4.2"),
     ],
     targets: [
         // L0
@@ -50,7 +51,14 @@ let package = Package(
             swiftSettings: strict),
         .target(
             name: "CivitasConsensus", dependencies: ["CivitasCore", "CivitasCrypto"], swiftSettings: strict),
-        .target(name: "CivitasVM", dependencies: ["CivitasCore"], swiftSettings: strict),
+        .target(
+            name: "CivitasVM",
+            dependencies: [
+                "CivitasCore", "CivitasCrypto",
+                .product(name: "WasmKit", package: "WasmKit"),
+                .product(name: "WasmParser", package: "WasmKit"),
+            ],
+            swiftSettings: strict),
         .target(
             name: "CivitasNetwork",
             dependencies: [
@@ -118,6 +126,11 @@ let package = Package(
         .testTarget(name: "CivitasCoreTests", dependencies: ["CivitasCore", "CivitasTesting"]),
         .testTarget(name: "CivitasCryptoTests", dependencies: ["CivitasCrypto", "CivitasTesting"]),
         .testTarget(name: "CivitasStorageTests", dependencies: ["CivitasStorage"]),
+        .testTarget(
+            name: "CivitasVMTests",
+            dependencies: [
+                "CivitasVM", "CivitasModules", "CivitasTesting", .product(name: "WAT", package: "WasmKit"),
+            ]),
         .testTarget(
             name: "CivitasConsensusTests",
             dependencies: [

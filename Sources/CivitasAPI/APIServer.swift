@@ -21,7 +21,7 @@ public struct APILimits: Sendable, Codable, Equatable {
     public var waitMillisecondsMax: Int
 
     public init(
-        requestBytesMax: Int = 256 * 1024, batchBytesMax: Int = 16 << 20, batchTransactionsMax: Int = 5_000,
+        requestBytesMax: Int = 320 * 1024, batchBytesMax: Int = 16 << 20, batchTransactionsMax: Int = 5_000,
         requestsPerSecondMax: Int = 50_000, requestsPerSecondPerClient: Int = 20_000, waitMillisecondsMax: Int = 30_000
     ) {
         self.requestBytesMax = requestBytesMax

@@ -38,7 +38,10 @@ public struct Executor: Sendable {
     public let hasher: ChainHasher
     private let modules: [String: any SystemModule]
 
-    public init(chainId: String, hasher: ChainHasher, modules: [any SystemModule] = [KVModule(), TokenModule(), GovernanceModule()]) {
+    public init(
+        chainId: String, hasher: ChainHasher,
+        modules: [any SystemModule] = [KVModule(), TokenModule(), GovernanceModule(), ContractModule()]
+    ) {
         self.chainId = chainId
         self.hasher = hasher
         self.modules = Dictionary(uniqueKeysWithValues: modules.map { ($0.name, $0) })
@@ -122,16 +125,57 @@ public struct Executor: Sendable {
 
         let context = TransactionContext(
             sender: body.sender, height: height, gasLimit: body.gasLimit, hasher: hasher, base: overlay)
+        context.moduleCall = dispatcher(context)
         do throws(ExecutionError) {
             try context.charge(GasSchedule.intrinsic(transactionBytes: transaction.encodedSize))
-            guard let module = modules[body.call.module] else {
-                throw ExecutionError("call.unknown_module", "no module named \(body.call.module)")
-            }
-            try module.execute(method: body.call.method, arguments: body.call.arguments, context: context)
+            _ = try dispatch(body.call.module, body.call.method, body.call.arguments, context: context)
         } catch {
             return failed(error, gas: context.gas.used)
         }
         overlay.merge(context.writes)
         return Receipt(transactionId: transaction.id, status: .success, gasUsed: context.gas.used, events: context.events)
     }
+
+    private func dispatch(_ module: String, _ method: String, _ arguments: [UInt8], context: TransactionContext) throws(ExecutionError)
+        -> [UInt8]
+    {
+        guard let module = modules[module] else { throw ExecutionError("call.unknown_module", "no module named \(module)") }
+        return try module.call(method: method, arguments: arguments, context: context)
+    }
+
+    private func dispatcher(_ context: TransactionContext) -> (String, String, [UInt8]) throws(ExecutionError) -> [UInt8] {
+        // Unowned: the context holds this closure, and the closure must not keep it alive.
+        { [unowned context] (module: String, method: String, arguments: [UInt8]) throws(ExecutionError) -> [UInt8] in
+            try dispatch(module, method, arguments, context: context)
+        }
+    }
+
+    /// Runs a contract method read-only on `base` (a committed state): its writes are
+    /// discarded, its output, events, logs and gas reported.
+    public func query(
+        contract: Address, method: String, arguments: [UInt8], caller: Address, gasLimit: UInt64, height: UInt64,
+        base: any StateReader
+    ) -> ContractQueryResult {
+        let context = TransactionContext(sender: caller, height: height, gasLimit: gasLimit, hasher: hasher, base: base)
+        context.moduleCall = dispatcher(context)
+        var logs: [String] = []
+        context.log = { _, line in if logs.count < ContractQueryResult.logsMax { logs.append(line) } }
+        let arguments = ContractModule.callArguments(contract: contract, method: method, arguments: arguments)
+        do {
+            let output = try dispatch("contract", "call", arguments, context: context)
+            return ContractQueryResult(output: output, error: nil, gasUsed: context.gas.used, events: context.events, logs: logs)
+        } catch {
+            return ContractQueryResult(output: [], error: error, gasUsed: context.gas.used, events: [], logs: logs)
+        }
+    }
+}
+
+/// What a read-only contract call gave.
+public struct ContractQueryResult: Sendable, Equatable {
+    public static let logsMax = 256
+    public var output: [UInt8]
+    public var error: ExecutionError?
+    public var gasUsed: UInt64
+    public var events: [Event]
+    public var logs: [String]
 }

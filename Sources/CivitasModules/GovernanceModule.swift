@@ -147,7 +147,7 @@ public struct GovernanceModule: SystemModule {
     public static func quorum(organisations: Int) -> Int { organisations * 2 / 3 + 1 }
 
     public func execute(method: String, arguments: [UInt8], context: TransactionContext) throws(ExecutionError) {
-        let organisation = try adminOrganisation(context)
+        let organisation = try Self.adminOrganisation(context)
         switch method {
         case "propose":
             let change = try decodeArguments(arguments) { (reader: inout CanonicalReader) throws(CodecError) in
@@ -187,8 +187,8 @@ public struct GovernanceModule: SystemModule {
         try context.set(StateKeys.proposal(id), nil)
     }
 
-    private func adminOrganisation(_ context: TransactionContext) throws(ExecutionError) -> String {
-        guard let bytes = try context.get(StateKeys.admin(context.senderAddress)) else {
+    static func adminOrganisation(_ context: TransactionContext) throws(ExecutionError) -> String {
+        guard let bytes = try context.get(StateKeys.admin(context.caller)) else {
             throw ExecutionError("governance.not_admin", "the sender is no organisation's admin")
         }
         return String(decoding: bytes, as: UTF8.self)

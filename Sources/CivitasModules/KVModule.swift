@@ -30,23 +30,23 @@ public struct KVModule: SystemModule {
             let (key, value) = try decodeArguments(arguments) { (reader: inout CanonicalReader) throws(CodecError) in
                 (try reader.byteString("key", max: Self.keyBytesMax), try reader.byteString("value", max: Self.valueBytesMax))
             }
-            try context.set(StateKeys.kv(owner: context.senderAddress, key: key), value)
+            try context.set(StateKeys.kv(owner: context.caller, key: key), value)
             try context.emit(
                 Event(module: name, name: "put", attributes: [
-                    .init("owner", context.senderAddress.description), .init("key", displayBytes(key)),
+                    .init("owner", context.caller.description), .init("key", displayBytes(key)),
                 ]))
         case "delete":
             let key = try decodeArguments(arguments) { (reader: inout CanonicalReader) throws(CodecError) in
                 try reader.byteString("key", max: Self.keyBytesMax)
             }
-            let stateKey = StateKeys.kv(owner: context.senderAddress, key: key)
+            let stateKey = StateKeys.kv(owner: context.caller, key: key)
             guard try context.get(stateKey) != nil else {
                 throw ExecutionError("kv.not_found", "no value under \(displayBytes(key)) for this sender")
             }
             try context.set(stateKey, nil)
             try context.emit(
                 Event(module: name, name: "delete", attributes: [
-                    .init("owner", context.senderAddress.description), .init("key", displayBytes(key)),
+                    .init("owner", context.caller.description), .init("key", displayBytes(key)),
                 ]))
         default:
             throw unknownMethod(method)

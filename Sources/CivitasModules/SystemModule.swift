@@ -6,6 +6,16 @@ import CivitasVM
 public protocol SystemModule: Sendable {
     var name: String { get }
     func execute(method: String, arguments: [UInt8], context: TransactionContext) throws(ExecutionError)
+    /// Runs a method and gives its output (a contract method's return data; nothing for
+    /// modules whose effects are only state and events).
+    func call(method: String, arguments: [UInt8], context: TransactionContext) throws(ExecutionError) -> [UInt8]
+}
+
+extension SystemModule {
+    public func call(method: String, arguments: [UInt8], context: TransactionContext) throws(ExecutionError) -> [UInt8] {
+        try execute(method: method, arguments: arguments, context: context)
+        return []
+    }
 }
 
 extension SystemModule {

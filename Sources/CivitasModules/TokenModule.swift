@@ -21,12 +21,12 @@ public struct TokenModule: SystemModule {
             (Address(try reader.hash("recipient")), try reader.u64("amount"))
         }
         guard amount > 0 else { throw ExecutionError("token.invalid_amount", "transfer amount must be positive") }
-        let senderKey = StateKeys.balance(context.senderAddress)
+        let senderKey = StateKeys.balance(context.caller)
         let senderBalance = try StateKeys.decodeU64(try context.get(senderKey))
         guard senderBalance >= amount else {
             throw ExecutionError("token.insufficient_balance", "balance \(senderBalance) is less than \(amount)")
         }
-        if recipient != context.senderAddress {
+        if recipient != context.caller {
             let recipientKey = StateKeys.balance(recipient)
             let recipientBalance = try StateKeys.decodeU64(try context.get(recipientKey))
             // Supply is a UInt64 fixed at genesis, so no balance can overflow.
@@ -35,7 +35,7 @@ public struct TokenModule: SystemModule {
         }
         try context.emit(
             Event(module: name, name: "transfer", attributes: [
-                .init("from", context.senderAddress.description), .init("to", recipient.description),
+                .init("from", context.caller.description), .init("to", recipient.description),
                 .init("amount", String(amount)),
             ]))
     }

@@ -3,8 +3,13 @@ import CivitasCore
 /// What a call sees and changes while it runs: the sender, the block, gas, and a
 /// private overlay of state writes that reaches the block only if the call succeeds.
 public final class TransactionContext {
-    public let sender: PublicKey
+    /// The transaction's signer (for a query, whom it runs as).
     public let senderAddress: Address
+    /// Who is calling the running module or contract: the transaction's sender, or the
+    /// contract that called it. Modules authorise on this, so a contract acts as itself.
+    public private(set) var caller: Address
+    /// Contract frames on the call stack (0 while only system modules run).
+    public private(set) var contractDepth = 0
     public let height: UInt64
     public let hasher: any HashFunction
     public private(set) var gas: GasMeter
@@ -13,11 +18,21 @@ public final class TransactionContext {
     /// Writes of this call, keyed by state key; nil deletes.
     public private(set) var writes: [[UInt8]: [UInt8]?] = [:]
 
-    public init(
+    /// How a contract reaches system modules (set by the executor, which knows them).
+    public var moduleCall: ((_ module: String, _ method: String, _ arguments: [UInt8]) throws(ExecutionError) -> [UInt8])?
+
+    /// Receives contracts' `log` lines: queries show them, transactions drop them.
+    public var log: ((Address, String) -> Void)?
+
+    public convenience init(
         sender: PublicKey, height: UInt64, gasLimit: UInt64, hasher: any HashFunction, base: any StateReader
     ) {
-        self.sender = sender
-        self.senderAddress = Address(of: sender, using: hasher)
+        self.init(sender: Address(of: sender, using: hasher), height: height, gasLimit: gasLimit, hasher: hasher, base: base)
+    }
+
+    public init(sender: Address, height: UInt64, gasLimit: UInt64, hasher: any HashFunction, base: any StateReader) {
+        self.senderAddress = sender
+        self.caller = senderAddress
         self.height = height
         self.hasher = hasher
         self.gas = GasMeter(limit: gasLimit)
@@ -28,12 +43,51 @@ public final class TransactionContext {
         try gas.charge(amount)
     }
 
+    /// Runs `body` as a contract frame whose own calls come from `contract`; the
+    /// caller and depth are restored however `body` ends.
+    public func enterContract<T>(
+        _ contract: Address, maxDepth: Int, _ body: () throws(ExecutionError) -> T
+    ) throws(ExecutionError) -> T {
+        guard contractDepth < maxDepth else {
+            throw ExecutionError("contract.depth_exceeded", "contract calls nest at most \(maxDepth) deep")
+        }
+        let outer = caller
+        contractDepth += 1
+        defer {
+            contractDepth -= 1
+            caller = outer
+        }
+        caller = contract
+        return try body()
+    }
+
+    /// Runs `body` with `address` as the caller (a contract calling a module).
+    public func withCaller<T>(_ address: Address, _ body: () throws(ExecutionError) -> T) throws(ExecutionError) -> T {
+        let outer = caller
+        defer { caller = outer }
+        caller = address
+        return try body()
+    }
+
+    /// Marks the whole limit used: how an out-of-fuel trap ends.
+    public func exhaustGas() {
+        try? gas.charge(gas.remaining + 1)
+    }
+
     public func get(_ key: [UInt8]) throws(ExecutionError) -> [UInt8]? {
         try charge(GasSchedule.stateReadBase + GasSchedule.stateReadPerByte * UInt64(key.count))
         if let pending = writes[key] { return pending }
         let value = try base.value(for: key)
         try charge(GasSchedule.stateReadPerByte * UInt64(value?.count ?? 0))
         return value
+    }
+
+    /// Reads without charging: for the host's own bookkeeping, whose cost is charged
+    /// by a fixed rule (reading contract code, for one, costs the same whether or not
+    /// a node had it cached).
+    public func peek(_ key: [UInt8]) throws(ExecutionError) -> [UInt8]? {
+        if let pending = writes[key] { return pending }
+        return try base.value(for: key)
     }
 
     public func set(_ key: [UInt8], _ value: [UInt8]?) throws(ExecutionError) {

@@ -4,79 +4,13 @@ import CivitasCrypto
 import CivitasModules
 import CivitasState
 import CivitasStorage
+import CivitasTesting
 import Testing
 
 /// The governance module through the executor, block by block on a real state tree:
 /// who may propose and approve, when a change takes effect, and every refusal.
 @Suite struct GovernanceTests {
-    /// Four organisations, one admin and one validator each; quorum is three.
-    final class Chain {
-        let hasher = ChainHasher(.sha256)
-        let admins: [PrivateKey]
-        let validators: [PrivateKey]
-        let outsider: PrivateKey
-        let genesis: Genesis
-        let store = MemoryStore()
-        let state: StateStore
-        let executor: Executor
-        var root: Hash
-        var height: UInt64 = 0
-        var nonces: [PublicKey: UInt64] = [:]
-
-        init(organisations: Int = 4) throws {
-            let admins = try (0..<organisations).map { try PrivateKey(scheme: .ed25519, rawRepresentation: [UInt8](repeating: UInt8(20 + $0), count: 32)) }
-            let validators = try (0..<organisations).map { try PrivateKey(scheme: .ed25519, rawRepresentation: [UInt8](repeating: UInt8(40 + $0), count: 32)) }
-            let outsider = try PrivateKey(scheme: .ed25519, rawRepresentation: [UInt8](repeating: 99, count: 32))
-            self.admins = admins
-            self.validators = validators
-            self.outsider = outsider
-            genesis = Genesis(
-                chainId: "gov", hashSuite: .sha256, signatureSchemes: [.ed25519],
-                organisations: (0..<organisations).map { index in
-                    .init(
-                        id: "org\(index)", name: "Organisation \(index)", admins: [admins[index].publicKey],
-                        members: index == 0 ? [outsider.publicKey] : [], validators: [.init(publicKey: validators[index].publicKey, power: 1)],
-                        tlsAuthority: "-----BEGIN CERTIFICATE-----\nca\(index)\n-----END CERTIFICATE-----\n")
-                },
-                allocations: [], timestampMilliseconds: 0)
-            state = StateStore(store: store, hasher: hasher)
-            executor = Executor(chainId: "gov", hasher: hasher)
-            let (root, batch) = try state.stage(root: StateTree.emptyRoot, changes: Executor.genesisChanges(genesis, hasher: hasher))
-            try store.write(batch, durable: false)
-            self.root = root
-        }
-
-        /// Executes one block of calls, each signed by its key, and commits its state.
-        func block(_ calls: [(PrivateKey, Call)]) throws -> [Receipt] {
-            height += 1
-            let transactions = try calls.map { key, call in
-                let nonce = nonces[key.publicKey, default: 0]
-                nonces[key.publicKey] = nonce + 1
-                let (signed, _) = try TransactionBuilder(chainId: "gov", hashSuite: .sha256, key: key)
-                    .sign(call: call, nonce: nonce, expiryHeight: 1_000, gasLimit: 10_000_000)
-                return try VerifiedTransaction.verify(signed, hasher: hasher, verifier: SignatureVerifiers())
-            }
-            let execution = executor.execute(transactions, height: height, base: state)
-            let (root, batch) = try state.stage(root: self.root, changes: execution.changes)
-            try store.write(batch, durable: false)
-            self.root = root
-            return execution.receipts
-        }
-
-        func call(_ key: PrivateKey, _ method: String, _ arguments: [UInt8]) throws -> Receipt {
-            try block([(key, Call(module: "governance", method: method, arguments: arguments))])[0]
-        }
-
-        func propose(_ key: PrivateKey, _ change: ValidatorChange) throws -> Receipt {
-            try call(key, "propose", GovernanceModule.proposeArguments(change))
-        }
-
-        func approve(_ key: PrivateKey, _ change: ValidatorChange) throws -> Receipt {
-            try call(key, "approve", GovernanceModule.approveArguments(id: GovernanceModule.proposalId(change, hasher: hasher)))
-        }
-
-        var validatorSet: ValidatorSet { get throws { try ValidatorSet(canonicalBytes: try state.value(for: ValidatorSet.stateKey) ?? []) } }
-    }
+    typealias Chain = ExecutionChain
 
     static func code(_ receipt: Receipt) -> String? {
         if case .failure(let code, _) = receipt.status { return code }
@@ -184,4 +118,21 @@ import Testing
         #expect(Self.code(receipts[1]) == "governance.change_pending")
         #expect(try lone.validatorSet.epoch == 1 && lone.validatorSet.validators.count == 2)
     }
+}
+
+/// Governance calls as the tests make them.
+extension ExecutionChain {
+    func call(_ key: PrivateKey, _ method: String, _ arguments: [UInt8]) throws -> Receipt {
+        try call(key, Call(module: "governance", method: method, arguments: arguments))
+    }
+
+    func propose(_ key: PrivateKey, _ change: ValidatorChange) throws -> Receipt {
+        try call(key, "propose", GovernanceModule.proposeArguments(change))
+    }
+
+    func approve(_ key: PrivateKey, _ change: ValidatorChange) throws -> Receipt {
+        try call(key, "approve", GovernanceModule.approveArguments(id: GovernanceModule.proposalId(change, hasher: hasher)))
+    }
+
+    var validatorSet: ValidatorSet { get throws { try ValidatorSet(canonicalBytes: try state.value(for: ValidatorSet.stateKey) ?? []) } }
 }

@@ -45,6 +45,8 @@ public enum HashDomain: String, Sendable, CaseIterable {
     case timeout = "civitas.timeout"
     case batch = "civitas.batch"
     case governance = "civitas.governance"
+    case contractCode = "civitas.contract.code"
+    case contractAddress = "civitas.contract.address"
 
     public var prefix: [UInt8] { Array(rawValue.utf8) + [0] }
 }

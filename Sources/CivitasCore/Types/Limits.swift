@@ -4,7 +4,7 @@ public enum ProtocolLimits {
     public static let chainIdBytesMax = 64
     public static let moduleNameBytesMax = 32
     public static let methodNameBytesMax = 64
-    public static let callArgumentsBytesMax = 64 * 1024
+    public static let callArgumentsBytesMax = 112 * 1024
     public static let transactionBytesMax = 128 * 1024
     public static let blockTransactionsMax = 10_000
     public static let gossipTransactionsMax = 2_048
