@@ -129,7 +129,7 @@ let package = Package(
         .testTarget(
             name: "CivitasVMTests",
             dependencies: [
-                "CivitasVM", "CivitasModules", "CivitasTesting", .product(name: "WAT", package: "WasmKit"),
+                "CivitasVM", "CivitasModules", "CivitasTesting", "CivitasCrypto", .product(name: "WAT", package: "WasmKit"),
             ]),
         .testTarget(
             name: "CivitasConsensusTests",

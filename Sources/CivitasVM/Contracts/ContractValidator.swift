@@ -8,9 +8,10 @@ import WasmParser
 /// imports the host does not give, a start function (code that runs outside a metered
 /// call), memory or tables beyond the limits, and proposals beyond the core spec.
 public enum ContractValidator {
-    /// The WebAssembly proposals a contract may use: none beyond the core spec that the
-    /// parser always accepts (bulk memory, sign extension, multi-value, mutable globals).
-    public static let features: WasmFeatureSet = []
+    /// The WebAssembly proposals a contract may use beyond what the parser always accepts
+    /// (bulk memory, sign extension, multi-value, mutable globals): reference types, as
+    /// LLVM encodes `call_indirect` table indices in their longer form.
+    public static let features: WasmFeatureSet = [.referenceTypes]
 
     public static func validate(_ code: [UInt8]) throws(ExecutionError) {
         guard code.count <= ContractLimits.codeBytesMax else {
@@ -81,7 +82,7 @@ public enum ContractValidator {
                     guard declared == expected else {
                         throw refused(
                             "contract.forbidden_import",
-                            "import \(entry.module).\(entry.name) has the wrong signature (expected \(expected))")
+                            "import \(entry.module).\(entry.name) has the signature \(declared.map { "\($0)" } ?? "?"), not \(expected)")
                     }
                     functionTypes.append(declared)
                 }
