@@ -93,7 +93,7 @@ let package = Package(
         .target(
             name: "CivitasAPI",
             dependencies: [
-                "CivitasCore", "CivitasCrypto", "CivitasNode",
+                "CivitasCore", "CivitasCrypto", "CivitasNode", "CivitasModules", "CivitasVM",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -106,7 +106,7 @@ let package = Package(
             name: "CivitasCommands",
             dependencies: [
                 "CivitasCore", "CivitasCrypto", "CivitasStorage", "CivitasNode", "CivitasAPI", "CivitasClient", "CivitasNetwork",
-                "CivitasTesting", "CivitasConsensus",
+                "CivitasTesting", "CivitasConsensus", "CivitasModules", "CivitasVM",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -145,7 +145,7 @@ let package = Package(
             name: "CivitasAPITests",
             dependencies: [
                 "CivitasAPI", "CivitasClient", "CivitasTesting",
-                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"), .product(name: "WAT", package: "WasmKit"),
             ]),
         .testTarget(name: "CivitasCommandsTests", dependencies: ["CivitasCommands", "CivitasAPI", "CivitasNode"]),
         .testTarget(

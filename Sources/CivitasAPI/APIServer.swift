@@ -2,6 +2,7 @@ import CivitasCore
 import CivitasCrypto
 import CivitasModules
 import CivitasNode
+import CivitasVM
 import Foundation
 import Hummingbird
 import Logging
@@ -128,6 +129,9 @@ public struct API: Sendable {
             APIRoute(.get, "/v1/accounts/{address}") { _, context in
                 try await account(Address(try parseHash(context.parameters.require("address"))))
             },
+            APIRoute(.get, "/v1/contracts/{address}") { _, context in try await contract(context) },
+            APIRoute(.post, "/v1/contracts/{address}/query") { request, context in try await queryContract(request, context) },
+            APIRoute(.get, "/v1/contracts/{address}/storage/{key}") { request, context in try await contractStorage(request, context) },
             APIRoute(.get, "/v1/status") { _, _ in try JSONResponse.make(StatusView(await node.status())) },
             APIRoute(.get, "/v1/chain") { _, _ in try JSONResponse.make(node.genesis) },
             APIRoute(.get, "/v1/events") { _, _ in try await events() },

@@ -1,4 +1,5 @@
 import CivitasCore
+import CivitasModules
 import CivitasNode
 
 /// The JSON shapes of the API (see `docs/openapi.json`). Byte strings are lowercase hex;
@@ -214,4 +215,67 @@ public struct ChainEventView: Codable, Sendable {
 
 public enum CivitasVersion {
     public static let string = "0.1.0"
+}
+
+public struct ContractView: Codable, Sendable {
+    public struct VersionView: Codable, Sendable {
+        public var version: UInt64
+        public var codeHash: String
+        public var height: UInt64
+    }
+
+    public var address: String
+    public var owner: String
+    public var policy: String
+    public var version: UInt64
+    public var codeHash: String
+    public var codeSize: UInt32
+    public var deployedAt: UInt64
+    public var upgradedAt: UInt64
+    /// Every version from the first, each with the height it took effect.
+    public var versions: [VersionView]
+}
+
+/// Body of `POST /v1/contracts/{address}/query`: arguments as JSON values, or as the
+/// encoded bytes in hex.
+public struct ContractQueryRequest: Codable, Sendable {
+    public var method: String
+    public var args: [ContractValue]?
+    public var argsHex: String?
+    public var caller: String?
+    public var gasLimit: UInt64?
+
+    public init(method: String, args: [ContractValue]? = nil, argsHex: String? = nil, caller: String? = nil, gasLimit: UInt64? = nil) {
+        self.method = method
+        self.args = args
+        self.argsHex = argsHex
+        self.caller = caller
+        self.gasLimit = gasLimit
+    }
+}
+
+public struct ContractQueryView: Codable, Sendable {
+    public var height: UInt64
+    public var success: Bool
+    /// The return data as values, when it is a value sequence.
+    public var output: [ContractValue]?
+    public var outputHex: String
+    public var gasUsed: UInt64
+    public var events: [EventView]
+    public var logs: [String]
+    public var errorCode: String?
+    public var errorMessage: String?
+
+    init(_ result: ContractQueryResult, height: UInt64) {
+        self.height = height
+        success = result.error == nil
+        output = nil
+        if result.error == nil, let values = try? ContractValue.decode(result.output) { output = values }
+        outputHex = result.output.hexString
+        gasUsed = result.gasUsed
+        events = result.events.map(EventView.init)
+        logs = result.logs
+        errorCode = result.error?.code
+        errorMessage = result.error?.message
+    }
 }

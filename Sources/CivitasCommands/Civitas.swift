@@ -8,7 +8,8 @@ public struct Civitas: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [
             Keys.self, Init.self, NodeCommand.self, Devnet.self, KV.self, TokenCommand.self, TxCommand.self,
-            BlockCommand.self, Status.self, ProofCommand.self, ValidatorCommand.self, GovernanceCommand.self, Sim.self,
+            BlockCommand.self, Status.self, ProofCommand.self, ContractCommand.self, ValidatorCommand.self, GovernanceCommand.self,
+            Sim.self, Bench.self,
         ])
 
     public init() {}

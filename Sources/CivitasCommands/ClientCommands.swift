@@ -38,8 +38,10 @@ struct Submitter {
         @Option(help: "Nonce to use (default: the account's next nonce).")
         var nonce: UInt64?
 
-        @Option(help: "Gas limit.")
-        var gas: UInt64 = 1_000_000
+        static let defaultGas: UInt64 = 1_000_000
+
+        @Option(help: "Gas limit (default: 1000000; 50000000 for contract deploys and upgrades).")
+        var gas: UInt64 = defaultGas
 
         @Option(help: "Blocks from now after which the transaction expires.")
         var expiresIn: UInt64 = 600

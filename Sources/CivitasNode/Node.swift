@@ -43,6 +43,9 @@ public actor Node {
     public nonisolated let logger: Logger
 
     private let replica: Replica
+    private nonisolated let store: any KeyValueStore
+    /// Sendable and shared with the replica (its contract module cache included).
+    public nonisolated let executor: Executor
     private let ledger: Ledger
     private let state: StateStore
     private let limits: NodeLimits
@@ -82,6 +85,8 @@ public actor Node {
         self.timing = timing
         self.transport = transport
         if case .manual(let start) = timing { manualNow = start }
+        self.store = store
+        self.executor = replica.executor
         self.ledger = Ledger(store: store, hasher: replica.hasher)
         self.state = StateStore(store: store, hasher: replica.hasher)
         let opened = replica.head.block.header
@@ -320,6 +325,33 @@ public actor Node {
 
     /// The latest committed value of a raw state key (no proof).
     public func value(_ key: [UInt8]) -> [UInt8]? { try? state.value(for: key) }
+
+    /// Runs a contract method read-only on the latest committed state. It runs on the
+    /// caller's task, not the node's: a long query (bounded by its gas) never holds up
+    /// consensus, and it reads the tree at one root, so a commit meanwhile changes nothing
+    /// it sees.
+    public nonisolated func queryContract(
+        _ contract: Address, method: String, arguments: [UInt8], caller: Address, gasLimit: UInt64
+    ) async -> (result: ContractQueryResult, height: UInt64) {
+        let head = await latest.block.header
+        let reader = TreeReader(tree: StateTree(store: store, hasher: hasher), root: head.stateRoot)
+        let result = executor.query(
+            contract: contract, method: method, arguments: arguments, caller: caller, gasLimit: gasLimit, height: head.height,
+            base: reader)
+        return (result, head.height)
+    }
+}
+
+/// The state at one root, read through the tree.
+struct TreeReader: StateReader {
+    let tree: StateTree
+    let root: Hash
+
+    func value(for key: [UInt8]) throws(ExecutionError) -> [UInt8]? {
+        do { return try tree.get(key, root: root) } catch {
+            throw ExecutionError("state.unavailable", "state at root \(root) could not be read: \(error)")
+        }
+    }
 }
 
 public struct NodeLimits: Sendable, Codable, Equatable {

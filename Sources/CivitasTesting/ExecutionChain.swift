@@ -46,14 +46,23 @@ public final class ExecutionChain {
 
     /// Executes one block of calls, each signed by its key, and commits its state.
     public func block(_ calls: [(PrivateKey, Call)], gasLimit: UInt64 = 10_000_000) throws -> [Receipt] {
-        height += 1
-        let transactions = try calls.map { key, call in
+        try execute(sign(calls, gasLimit: gasLimit))
+    }
+
+    /// Signs calls with each key's next nonces (in order), without executing them.
+    public func sign(_ calls: [(PrivateKey, Call)], gasLimit: UInt64 = 10_000_000) throws -> [VerifiedTransaction] {
+        try calls.map { key, call in
             let nonce = nonces[key.publicKey, default: 0]
             nonces[key.publicKey] = nonce + 1
             let (signed, _) = try TransactionBuilder(chainId: "gov", hashSuite: .sha256, key: key)
                 .sign(call: call, nonce: nonce, expiryHeight: 1_000_000, gasLimit: gasLimit)
             return try VerifiedTransaction.verify(signed, hasher: hasher, verifier: SignatureVerifiers())
         }
+    }
+
+    /// Executes signed transactions as the next block and commits its state.
+    public func execute(_ transactions: [VerifiedTransaction]) throws -> [Receipt] {
+        height += 1
         let execution = executor.execute(transactions, height: height, base: state)
         let (root, batch) = try state.stage(root: self.root, changes: execution.changes)
         try store.write(batch, durable: false)

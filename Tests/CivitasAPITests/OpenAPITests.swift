@@ -7,6 +7,7 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import Testing
+import WAT
 
 @testable import CivitasAPI
 
@@ -140,6 +141,29 @@ import Testing
             #expect(try await check(.get, "/v1/accounts/\(Hash.zero.hex)", nil).json?["nonce"] == .number(0))
             #expect(try await check(.get, "/v1/accounts/0x12", nil).status == .badRequest)
 
+            // A contract that stores its arguments under "k" (method p) and returns them (method g).
+            let code = try wat2wasm(Self.storageContract)
+            let deploy = Call(module: "contract", method: "deploy", arguments: ContractModule.deployArguments(code: code, policy: .owner, initArguments: nil))
+            let deployed = try await check(.post, "/v1/transactions?wait=true&timeout=10000", chain.transaction(deploy, nonce: 4, gasLimit: 5_000_000).transaction.canonicalBytes)
+            #expect(deployed.json?["receipt"]?["success"] == .bool(true), "\(String(describing: deployed.json))")
+            let contract = ContractModule.address(deployer: owner, sequence: 0, hasher: chain.hasher)
+            let store = Call(module: "contract", method: "call", arguments: ContractModule.callArguments(contract: contract, method: "p", arguments: ContractValue.encode([.string("hi")])))
+            #expect(try await check(.post, "/v1/transactions?wait=true&timeout=10000", chain.transaction(store, nonce: 5).transaction.canonicalBytes).status == .ok)
+            let shown = try await check(.get, "/v1/contracts/\(contract)", nil)
+            #expect(shown.json?["version"] == .number(1))
+            #expect(try await check(.get, "/v1/contracts/\(Hash.zero.hex)", nil).status == .notFound)
+            #expect(try await check(.get, "/v1/contracts/nothex", nil).status == .badRequest)
+            let queried = try await check(.post, "/v1/contracts/\(contract)/query", Array(#"{"method": "g", "args": []}"#.utf8))
+            #expect(queried.json?["output"] == .array([.string("hi")]), "\(String(describing: queried.json))")
+            let failing = try await check(.post, "/v1/contracts/\(contract)/query", Array(#"{"method": "x"}"#.utf8))
+            #expect(failing.json?["errorCode"] == .string("contract.failed"))
+            #expect(try await check(.post, "/v1/contracts/\(Hash.zero.hex)/query", Array(#"{"method": "g"}"#.utf8)).status == .notFound)
+            #expect(try await check(.post, "/v1/contracts/\(contract)/query", Array("{".utf8)).status == .badRequest)
+            #expect(try await check(.post, "/v1/contracts/\(contract)/query", [UInt8](repeating: 32, count: 5_000)).status == .contentTooLarge)
+            let stored = try await check(.get, "/v1/contracts/\(contract)/storage/k?proof=true", nil)
+            #expect(stored.json?["exists"] == .bool(true))
+            #expect(try await check(.get, "/v1/contracts/xyz/storage/k", nil).status == .badRequest)
+
             #expect(try await check(.get, "/v1/status", nil).json?["chainId"] == .string("test-chain"))
             #expect(try await check(.get, "/v1/chain", nil).json?["chainId"] == .string("test-chain"))
             #expect(try await check(.get, "/v1/events", nil).status == .serviceUnavailable)
@@ -183,6 +207,31 @@ import Testing
         let exercised = await checker.exercisedStatuses["POST /v1/transactions"] ?? []
         #expect(Set(submitStatuses).subtracting(exercised).isEmpty, "submit statuses not exercised")
     }
+
+    static let storageContract = #"""
+        (module
+          (import "env" "storage_get" (func $get (param i32 i32 i32 i32) (result i32)))
+          (import "env" "storage_put" (func $put (param i32 i32 i32 i32)))
+          (import "env" "return_data" (func $ret (param i32 i32)))
+          (memory (export "memory") 1)
+          (global $heap (mut i32) (i32.const 4096))
+          (data (i32.const 16) "k")
+          (func (export "civitas_alloc") (param $n i32) (result i32)
+            (local $p i32)
+            (local.set $p (global.get $heap))
+            (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+            (local.get $p))
+          (func (export "civitas_call") (param $m i32) (param $ml i32) (param $a i32) (param $al i32) (result i32)
+            (local $n i32)
+            (if (i32.eq (i32.load8_u (local.get $m)) (i32.const 112))
+              (then (call $put (i32.const 16) (i32.const 1) (local.get $a) (local.get $al)) (return (i32.const 0))))
+            (if (i32.eq (i32.load8_u (local.get $m)) (i32.const 103))
+              (then
+                (local.set $n (call $get (i32.const 16) (i32.const 1) (i32.const 256) (i32.const 1024)))
+                (call $ret (i32.const 256) (local.get $n))
+                (return (i32.const 0))))
+            (i32.const 1)))
+        """#
 
     static func put(_ key: String, _ value: String) -> Call {
         Call(module: "kv", method: "put", arguments: KVModule.putArguments(key: Array(key.utf8), value: Array(value.utf8)))

@@ -92,7 +92,7 @@ public struct ContractBuilder {
         process.executableURL = URL(fileURLWithPath: tool)
         process.arguments = arguments
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("civitas-build-\(UUID().uuidString).log")
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         defer { try? FileManager.default.removeItem(at: log) }
         let handle = try FileHandle(forWritingTo: log)
         process.standardOutput = handle

@@ -1,0 +1,130 @@
+import ArgumentParser
+import CivitasCore
+import CivitasCrypto
+import CivitasModules
+import CivitasTesting
+import CivitasVM
+import Foundation
+
+/// Benchmarks. Figures and the machine they came from go in docs/benchmarks.md.
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure Civitas (use a release build).", subcommands: [ContractBench.self])
+}
+
+/// The cost of a contract call in the executor, without consensus or network: the
+/// citizen-points example built from source, its `earn` method in blocks of
+/// transactions (state writes, an event, gas) and its `balance` method as a query;
+/// beside it, the same number of `kv.put` calls of the built-in module.
+struct ContractBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "contract", abstract: "Cost per contract call: transactions and queries of the citizen-points example.")
+
+    @Option(help: "Calls per block.") var block = 1_000
+    @Option(help: "Blocks of calls (after one warm-up block).") var blocks = 5
+    @Option(help: "Queries.") var queries = 20_000
+    @Option(help: "The contract SDK directory (default: found from the working directory).") var sdk: String?
+    @Flag var json = false
+
+    func validate() throws {
+        guard (1...10_000).contains(block) else { throw ValidationError("--block must be 1 to 10000") }
+        guard (1...1_000).contains(blocks) else { throw ValidationError("--blocks must be 1 to 1000") }
+        guard (1...10_000_000).contains(queries) else { throw ValidationError("--queries must be 1 to 10000000") }
+    }
+
+    struct Result: Codable {
+        var contractCallMicroseconds: Double
+        var contractCallsPerSecond: Double
+        var contractGasPerCall: UInt64
+        var kvCallMicroseconds: Double
+        var queryMicroseconds: Double
+        var queriesPerSecond: Double
+        var firstCallMicroseconds: Double
+        var codeBytes: Int
+        var machine: String
+    }
+
+    func run() async throws {
+        guard let sdk = sdk ?? ContractBuilder.locateSDK(from: FileManager.default.currentDirectoryPath) else {
+            throw CommandError("contract SDK not found: run from the repository or pass --sdk")
+        }
+        let example = URL(fileURLWithPath: sdk).deletingLastPathComponent().appendingPathComponent("examples/citizen-points").path
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("civitas-bench-\(UUID().uuidString).wasm").path
+        defer { try? FileManager.default.removeItem(atPath: output) }
+        let built = try ContractBuilder(sdk: sdk).build(example, output: output, hasher: SHA256Hasher())
+        let code = Array(try FileSystem.read(built.path))
+
+        let chain = try ExecutionChain()
+        let authority = chain.admins[0]
+        let issuer = chain.admins[1]
+        let contract = ContractModule.address(deployer: chain.address(authority), sequence: 0, hasher: chain.hasher)
+        let setup = try chain.block([
+            (authority, Call(module: "contract", method: "deploy", arguments: ContractModule.deployArguments(code: code, policy: .owner, initArguments: []))),
+            (authority, Self.call(contract, "set_rule", [.string("recycling"), .u64(1)])),
+            (authority, Self.call(contract, "grant_issuer", [.address(chain.address(issuer))])),
+        ], gasLimit: 50_000_000)
+        guard setup.allSatisfy({ $0.status == .success }) else { throw CommandError("setting up the contract failed: \(setup.map(\.status))") }
+
+        // Citizens are made-up addresses: earning needs no key of theirs.
+        func earnBlock(_ round: Int) throws -> [VerifiedTransaction] {
+            try chain.sign(
+                (0..<block).map { index in
+                    let citizen = Address(chain.hasher.hash(Array("citizen \(round) \(index % 100)".utf8)))
+                    return (issuer, Self.call(contract, "earn", [.address(citizen), .string("recycling")]))
+                })
+        }
+        var timing = ContinuousClock().measure { _ = try? chain.execute(earnBlock(-1)) }
+        let firstCall = timing
+        var contractTime = Duration.zero
+        var gas: UInt64 = 0
+        for round in 0..<blocks {
+            let transactions = try earnBlock(round)
+            var receipts: [Receipt] = []
+            timing = try ContinuousClock().measure { receipts = try chain.execute(transactions) }
+            contractTime += timing
+            guard receipts.allSatisfy({ $0.status == .success }) else { throw CommandError("an earn call failed: \(receipts[0].status)") }
+            gas = receipts[0].gasUsed
+        }
+
+        var kvTime = Duration.zero
+        for round in 0..<blocks {
+            let transactions = try chain.sign(
+                (0..<block).map { index in
+                    (issuer, Call(module: "kv", method: "put", arguments: KVModule.putArguments(key: Array("k\(round)-\(index)".utf8), value: [UInt8](repeating: 7, count: 100))))
+                })
+            timing = try ContinuousClock().measure { _ = try chain.execute(transactions) }
+            kvTime += timing
+        }
+
+        let citizen = Address(chain.hasher.hash(Array("citizen 0 0".utf8)))
+        let arguments = ContractValue.encode([.address(citizen)])
+        let queryTime = ContinuousClock().measure {
+            for _ in 0..<queries {
+                _ = chain.executor.query(
+                    contract: contract, method: "balance", arguments: arguments, caller: chain.address(issuer), gasLimit: 10_000_000,
+                    height: chain.height, base: chain.state)
+            }
+        }
+
+        let calls = Double(block * blocks)
+        func micros(_ duration: Duration) -> Double { Double(duration.components.seconds) * 1e6 + Double(duration.components.attoseconds) / 1e12 }
+        let result = Result(
+            contractCallMicroseconds: micros(contractTime) / calls, contractCallsPerSecond: calls / (micros(contractTime) / 1e6),
+            contractGasPerCall: gas, kvCallMicroseconds: micros(kvTime) / calls, queryMicroseconds: micros(queryTime) / Double(queries),
+            queriesPerSecond: Double(queries) / (micros(queryTime) / 1e6), firstCallMicroseconds: micros(firstCall) / Double(block),
+            codeBytes: code.count, machine: "\(ProcessInfo.processInfo.activeProcessorCount) cores, \(ProcessInfo.processInfo.physicalMemory >> 30) GiB")
+        if json { return try Output.json(result) }
+        print("citizen-points (\(code.count) bytes), \(block) calls per block, \(blocks) blocks, one core, executor only")
+        print(String(format: "  earn (contract, writes + event):  %8.1f µs/call  %9.0f calls/s  %llu gas", result.contractCallMicroseconds, result.contractCallsPerSecond, gas))
+        print(String(format: "  kv.put (built-in module):         %8.1f µs/call", result.kvCallMicroseconds))
+        print(String(format: "  balance (query, read-only):       %8.1f µs/call  %9.0f calls/s", result.queryMicroseconds, result.queriesPerSecond))
+        print(String(format: "  warm-up block (module parse once): %7.1f µs/call", result.firstCallMicroseconds))
+        print("  machine: \(result.machine)")
+    }
+
+    static func call(_ contract: Address, _ method: String, _ values: [ContractValue]) -> Call {
+        Call(
+            module: "contract", method: "call",
+            arguments: ContractModule.callArguments(contract: contract, method: method, arguments: ContractValue.encode(values)))
+    }
+}
