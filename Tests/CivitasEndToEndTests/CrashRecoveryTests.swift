@@ -134,7 +134,7 @@ import FoundationNetworking
         let (malformed, json) = try await request("POST", node.endpoint + "/v1/transactions", body: Data([1, 2, 3]))
         #expect(malformed == 400)
         #expect((json["error"] as? [String: Any])?["code"] as? String == "tx.malformed")
-        let (huge, hugeJSON) = try await request("POST", node.endpoint + "/v1/transactions", body: Data(count: 300_000))
+        let (huge, hugeJSON) = try await request("POST", node.endpoint + "/v1/transactions", body: Data(count: 400_000))
         #expect(huge == 413)
         #expect((hugeJSON["error"] as? [String: Any])?["code"] as? String == "api.request_too_large")
         let (missing, _) = try await request("GET", node.endpoint + "/v1/blocks/999")
