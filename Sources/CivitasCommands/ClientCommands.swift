@@ -66,6 +66,24 @@ struct Submitter {
 }
 
 enum Render {
+    /// A state value: printed, its proof document written to `proofFile` if given;
+    /// exit status 3 when the key has no value.
+    static func value(_ view: ValueView, key: String, proofFile: String?, json: Bool) throws {
+        if let proofFile, let document = view.proof {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try FileSystem.write(try encoder.encode(document), to: proofFile)
+        }
+        if json { return try Output.json(view) }
+        let text = view.value.flatMap { [UInt8](hex: $0) }.map { displayBytes($0) }
+        print(view.exists ? "\(key) = \(text ?? "")" : "\(key) is not set", "(height \(view.height))")
+        if let document = view.proof {
+            print("state root \(document.stateRoot), block \(document.blockHash)")
+            if let proofFile { print("proof written to \(proofFile); check it with: civitas proof verify \(proofFile) --genesis GENESIS") }
+        }
+        if !view.exists { throw ExitCode(3) }
+    }
+
     static func submitted(_ result: SubmitResult, json: Bool) throws {
         if json { return try Output.json(result) }
         print("transaction \(result.id): \(result.status)")
@@ -146,20 +164,7 @@ struct KV: AsyncParsableCommand {
             if proof || out != nil { query.append("proof=true") }
             if let height { query.append("height=\(height)") }
             let path = "/v1/kv/\(ownerAddress)/\(KeyText.encode(Array(key.utf8)))" + (query.isEmpty ? "" : "?" + query.joined(separator: "&"))
-            let view: ValueView = try await client.get(path)
-            if let out, let document = view.proof {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                try FileSystem.write(try encoder.encode(document), to: out)
-            }
-            if node.json { return try Output.json(view) }
-            let text = view.value.flatMap { [UInt8](hex: $0) }.map { displayBytes($0) }
-            print(view.exists ? "\(key) = \(text ?? "")" : "\(key) is not set", "(height \(view.height))")
-            if let document = view.proof {
-                print("state root \(document.stateRoot), block \(document.blockHash)")
-                if let out { print("proof written to \(out); check it with: civitas proof verify \(out) --genesis GENESIS") }
-            }
-            if !view.exists { throw ExitCode(3) }
+            try Render.value(try await client.get(path), key: key, proofFile: out, json: node.json)
         }
     }
 }

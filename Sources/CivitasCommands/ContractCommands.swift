@@ -195,17 +195,7 @@ struct ContractCommand: AsyncParsableCommand {
         func run() async throws {
             let raw = key.hasPrefix("0x") ? ([UInt8](hex: String(key.dropFirst(2))) ?? []) : Array(key.utf8)
             let path = "/v1/contracts/\(address)/storage/\(KeyText.encode(raw))" + (proof || out != nil ? "?proof=true" : "")
-            let view: ValueView = try await NodeClient(base: node.url).get(path)
-            if let out, let document = view.proof {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                try FileSystem.write(try encoder.encode(document), to: out)
-            }
-            if node.json { return try Output.json(view) }
-            let text = view.value.flatMap { [UInt8](hex: $0) }.map { displayBytes($0) }
-            print(view.exists ? "\(key) = \(text ?? "")" : "\(key) is not set", "(height \(view.height))")
-            if let out { print("proof written to \(out); check it with: civitas proof verify \(out) --genesis GENESIS") }
-            if !view.exists { throw ExitCode(3) }
+            try Render.value(try await NodeClient(base: node.url).get(path), key: key, proofFile: out, json: node.json)
         }
     }
 

@@ -347,6 +347,9 @@ import WAT
             ("no ABI", try wat2wasm(#"(module (memory (export "memory") 1))"#), "contract.missing_export"),
             ("no memory", try wat2wasm(#"(module (func (export "civitas_alloc") (param i32) (result i32) (i32.const 0)))"#), "contract.missing_export"),
             ("big table", try Self.module("", functions: "(table 5000 funcref)"), "contract.limits"),
+            ("table growth", try Self.module("(drop (table.grow (ref.null func) (i32.const 1)))", functions: "(table 1 funcref)"), "contract.forbidden"),
+            ("segment drop", try Self.module("(data.drop 0)", data: #"(data "passive")"#), "contract.forbidden"),
+            ("reserved export", try Self.module("", functions: #"(func (export "civitas:x"))"#), "contract.forbidden"),
         ]
         for (name, code, expected) in refusals {
             let (address, receipt) = try deploy(code, gasLimit: 90_000_000)
@@ -444,6 +447,44 @@ import WAT
         let (address, failed) = try deploy(failing, initArguments: [])
         #expect(Self.failure(failed)?.code == "contract.failed")
         #expect(try chain.state.value(for: ContractKeys.meta(address)) == nil)
+    }
+
+    // MARK: Instance reuse
+
+    @Test func aReusedInstanceStartsEachCallAsAFreshOneWould() throws {
+        // Counts calls in a mutable global it does not export and in memory; both must
+        // read 1 on every call, and every call must cost the same gas, whether the call
+        // got a new instance or a reused one.
+        let body = """
+            (global.set $calls (i32.add (global.get $calls) (i32.const 1)))
+            (i32.store (i32.const 512) (i32.add (i32.load (i32.const 512)) (i32.const 1)))
+            (i32.store (i32.const 256) (global.get $calls))
+            (i32.store (i32.const 260) (i32.load (i32.const 512)))
+            (call $return_data (i32.const 256) (i32.const 8))
+            """
+        let contract = try deployed(Self.module(body, functions: "(global $calls (mut i32) (i32.const 0))"))
+        var gas: Set<UInt64> = []
+        for _ in 0..<4 {
+            let result = query(contract, "count")
+            #expect(result.output == [1, 0, 0, 0, 1, 0, 0, 0])
+            gas.insert(result.gasUsed)
+        }
+        for _ in 0..<3 { gas.insert(try call(contract, "count").gasUsed) }
+        #expect(gas.count == 2, "one figure for queries, one for transactions (intrinsic gas): \(gas)")
+    }
+
+    @Test func anInstanceWhoseMemoryGrewOrWhoseCallFailedIsNotReused() throws {
+        let body = """
+            (if (i32.eq (local.get $first) (i32.const 103)) (then (drop (memory.grow (i32.const 1)))))
+            (if (i32.eq (local.get $first) (i32.const 116)) (then (unreachable)))
+            (i32.store (i32.const 256) (memory.size))
+            (call $return_data (i32.const 256) (i32.const 4))
+            """
+        let contract = try deployed(Self.module(body))
+        #expect(query(contract, "grow").output == [2, 0, 0, 0])
+        #expect(query(contract, "size").output == [1, 0, 0, 0])
+        #expect(query(contract, "trap").error?.code == "contract.trap")
+        #expect(query(contract, "size").output == [1, 0, 0, 0])
     }
 
     // MARK: Determinism

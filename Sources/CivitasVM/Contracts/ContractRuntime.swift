@@ -76,13 +76,19 @@ public struct ContractServices {
 }
 
 /// Runs contract methods on WasmKit with fuel metering as gas. Parsed modules are
-/// cached by code hash; each call gets a fresh instance (an instance kept between calls
-/// would carry memory from one transaction to the next, outside the state tree).
+/// cached by code hash, and so are instances: WasmKit translates a function the first
+/// time an instance calls it, which costs far more than the call, so an instance is
+/// reused after it is reset to exactly its state after instantiation (memory image and
+/// every global restored; the validator refuses the instructions that could change
+/// anything else). An instance whose call failed, or whose memory grew, is dropped.
 public final class ContractRuntime: @unchecked Sendable {
     // Unchecked: the engine is immutable after creation and WasmKit shares one engine
-    // between stores on many threads; the cache is behind its mutex.
+    // between stores on many threads; the cache and the pools are behind the mutex.
     private let engine: Engine
     private let cache: Mutex<ModuleCache>
+    static let idleInstancesMax = 4
+    /// Exports the host adds to reach a module's globals; contracts may not use the prefix.
+    public static let reservedExportPrefix = "civitas:"
 
     public init(cacheCapacity: Int = 128) {
         engine = Engine(configuration: EngineConfiguration(fuelMetering: true))
@@ -102,42 +108,69 @@ public final class ContractRuntime: @unchecked Sendable {
             try context.charge(
                 ContractGas.callBase + ContractGas.callPerCodeKiB * UInt64((invocation.codeSize + 1023) / 1024))
             let module = try module(invocation.codeHash, services: services)
+            let instance = try checkOut(module)
             let frame = ContractFrame(
-                context: context, contract: invocation.contract, invoker: invoker, services: services, engine: engine)
-            return try frame.run(module: module, method: invocation.method, arguments: invocation.arguments)
+                context: context, contract: invocation.contract, invoker: invoker, services: services, instance: instance)
+            let output = try frame.run(method: invocation.method, arguments: invocation.arguments)
+            if instance.reset() { checkIn(instance, to: module) }
+            return output
         }
     }
 
-    private func module(_ codeHash: Hash, services: ContractServices) throws(ExecutionError) -> Module {
+    private func module(_ codeHash: Hash, services: ContractServices) throws(ExecutionError) -> CachedModule {
         if let cached = cache.withLock({ $0.get(codeHash) }) { return cached }
-        let code = try services.loadCode(codeHash)
-        let module: Module
-        do { module = try parseWasm(bytes: code, features: ContractValidator.features) } catch {
-            throw ExecutionError("contract.malformed", "stored code does not parse: \(ContractValidator.firstLine(of: error))")
-        }
+        let module = try CachedModule(code: try services.loadCode(codeHash))
         cache.withLock { $0.put(codeHash, module) }
         return module
+    }
+
+    private func checkOut(_ module: CachedModule) throws(ExecutionError) -> ContractInstance {
+        if let idle = cache.withLock({ _ in module.idle.popLast() }) { return idle }
+        return try ContractInstance(module, engine: engine)
+    }
+
+    private func checkIn(_ instance: ContractInstance, to module: CachedModule) {
+        cache.withLock { _ in
+            if module.idle.count < Self.idleInstancesMax { module.idle.append(instance) }
+        }
+    }
+}
+
+/// A parsed module, ready to instantiate, with its idle instances.
+final class CachedModule: @unchecked Sendable {
+    // Unchecked: `idle` is only touched under the runtime's mutex.
+    let module: Module
+    /// Export names of the module's mutable globals, which a reset restores.
+    let globals: [String]
+    var idle: [ContractInstance] = []
+
+    init(code: [UInt8]) throws(ExecutionError) {
+        let prepared = try ModulePreparation.exportingGlobals(code)
+        do { module = try parseWasm(bytes: prepared.code, features: ContractValidator.features) } catch {
+            throw ExecutionError("contract.malformed", "stored code does not parse: \(ContractValidator.firstLine(of: error))")
+        }
+        globals = prepared.mutableGlobals
     }
 }
 
 /// Least-recently-used modules by code hash.
 struct ModuleCache {
     let capacity: Int
-    private var modules: [Hash: (module: Module, used: UInt64)] = [:]
+    private var modules: [Hash: (module: CachedModule, used: UInt64)] = [:]
     private var clock: UInt64 = 0
 
     init(capacity: Int) { self.capacity = max(1, capacity) }
 
     var count: Int { modules.count }
 
-    mutating func get(_ hash: Hash) -> Module? {
+    mutating func get(_ hash: Hash) -> CachedModule? {
         guard let entry = modules[hash] else { return nil }
         clock += 1
         modules[hash] = (entry.module, clock)
         return entry.module
     }
 
-    mutating func put(_ hash: Hash, _ module: Module) {
+    mutating func put(_ hash: Hash, _ module: CachedModule) {
         if modules.count >= capacity, modules[hash] == nil,
             let oldest = modules.min(by: { $0.value.used < $1.value.used })?.key
         {
@@ -148,45 +181,118 @@ struct ModuleCache {
     }
 }
 
-/// One running contract instance: its store, its memory, the gas bridge between the
-/// store's fuel and the transaction's meter, and what the call produced.
-final class ContractFrame: ResourceLimiter, @unchecked Sendable {
-    // Unchecked: a frame lives on the one thread that runs its call.
+/// One instance of a contract module with its store and host functions, and the image
+/// of its memory and globals right after instantiation.
+final class ContractInstance: ResourceLimiter, @unchecked Sendable {
+    // Unchecked: an instance is used by one call at a time, checked out of its pool.
+    let store: Store
+    private(set) var memory: Memory
+    private(set) var alloc: Function
+    private(set) var entry: Function
+    private var memoryImage: [UInt8] = []
+    private var globalImage: [(Global, Value)] = []
+    /// The call running in this instance; host functions act on it.
+    var frame: ContractFrame?
+
+    init(_ module: CachedModule, engine: Engine) throws(ExecutionError) {
+        store = Store(engine: engine)
+        do {
+            // Placeholders until instantiation gives the real exports.
+            var imports = Imports()
+            let instanceReference = Unowned()
+            for (name, type) in HostFunction.signatures {
+                imports.define(
+                    module: HostFunction.moduleName, name: name,
+                    Function(store: store, type: type) { _, arguments in
+                        guard let frame = instanceReference.instance?.frame else { throw HostFunction.NotCallable() }
+                        return try frame.callHost(name, arguments)
+                    })
+            }
+            let instance = try module.module.instantiate(store: store, imports: imports)
+            guard let memory = instance.exports[memory: "memory"], let alloc = instance.exports[function: "civitas_alloc"],
+                let entry = instance.exports[function: "civitas_call"]
+            else { throw ExecutionError("contract.missing_export", "the contract lacks its memory or ABI exports") }
+            self.memory = memory
+            self.alloc = alloc
+            self.entry = entry
+            instanceReference.instance = self
+            store.resourceLimiter = self
+            memoryImage = memory.withUnsafeBufferPointer(offset: 0, count: memory.byteCount) { Array($0) }
+            globalImage = module.globals.compactMap { name in instance.exports[global: name].map { ($0, $0.value) } }
+        } catch let error as ExecutionError {
+            throw error
+        } catch {
+            throw ExecutionError("contract.trap", "instantiation failed: \(ContractValidator.firstLine(of: error))")
+        }
+    }
+
+    final class Unowned {
+        weak var instance: ContractInstance?
+    }
+
+    var initialPages: UInt64 { UInt64(memoryImage.count / 65_536) }
+
+    /// Back to the state right after instantiation; false when that is impossible (the
+    /// memory grew), and the instance must be dropped.
+    func reset() -> Bool {
+        guard memory.byteCount == memoryImage.count else { return false }
+        memory.withUnsafeMutableBufferPointer(offset: 0, count: memoryImage.count) { $0.copyBytes(from: memoryImage) }
+        for (global, value) in globalImage {
+            do { try global.assign(value) } catch { return false }
+        }
+        return true
+    }
+
+    func limitMemoryGrowth(to desired: Int) throws -> Bool {
+        guard desired <= Int(ContractLimits.memoryPagesMax) * 65_536 else { return false }
+        // Instantiation allocates the initial memory before any call: each call pays for it.
+        guard let frame else { return true }
+        return try frame.grow(to: desired)
+    }
+
+    func limitTableGrowth(to desired: Int) throws -> Bool {
+        desired <= Int(ContractLimits.tableElementsMax)
+    }
+}
+
+/// One call running in an instance: the gas bridge between the store's fuel and the
+/// transaction's meter, and what the call produced.
+final class ContractFrame {
     let context: TransactionContext
     let contract: Address
     let invoker: Address
     let services: ContractServices
-    let store: Store
-    var memory: Memory?
+    let instance: ContractInstance
     var returnData: [UInt8] = []
     /// The first error a host function raised; it, not WasmKit's wrapping, is the
     /// call's failure reason.
     var hostError: ExecutionError?
     /// Fuel the store held when the meter was last brought level with it.
     var fuelMark: UInt64 = 0
-    var memoryBytes = 0
+    var memoryBytes: Int
 
-    init(context: TransactionContext, contract: Address, invoker: Address, services: ContractServices, engine: Engine) {
+    var store: Store { instance.store }
+    var memory: Memory? { instance.memory }
+
+    init(context: TransactionContext, contract: Address, invoker: Address, services: ContractServices, instance: ContractInstance) {
         self.context = context
         self.contract = contract
         self.invoker = invoker
         self.services = services
-        self.store = Store(engine: engine)
+        self.instance = instance
+        self.memoryBytes = instance.memory.byteCount
     }
 
-    func run(module: Module, method: String, arguments: [UInt8]) throws(ExecutionError) -> [UInt8] {
-        store.resourceLimiter = self
+    func run(method: String, arguments: [UInt8]) throws(ExecutionError) -> [UInt8] {
+        try context.charge(ContractGas.memoryPage * instance.initialPages)
+        instance.frame = self
+        defer { instance.frame = nil }
         refuel()
         do {
-            let instance = try module.instantiate(store: store, imports: imports())
-            guard let memory = instance.exports[memory: "memory"], let alloc = instance.exports[function: "civitas_alloc"],
-                let entry = instance.exports[function: "civitas_call"]
-            else { throw ExecutionError("contract.missing_export", "the contract lacks its memory or ABI exports") }
-            self.memory = memory
             let methodBytes = Array(method.utf8)
-            let methodPointer = try place(methodBytes, using: alloc)
-            let argumentsPointer = try place(arguments, using: alloc)
-            let results = try entry.invoke([
+            let methodPointer = try place(methodBytes)
+            let argumentsPointer = try place(arguments)
+            let results = try instance.entry.invoke([
                 .i32(methodPointer), .i32(UInt32(methodBytes.count)), .i32(argumentsPointer), .i32(UInt32(arguments.count)),
             ])
             try settle()
@@ -203,8 +309,8 @@ final class ContractFrame: ResourceLimiter, @unchecked Sendable {
     }
 
     /// Copies call inputs into memory the contract allocated for them.
-    private func place(_ bytes: [UInt8], using alloc: Function) throws -> UInt32 {
-        let results = try alloc.invoke([.i32(UInt32(bytes.count))])
+    private func place(_ bytes: [UInt8]) throws -> UInt32 {
+        let results = try instance.alloc.invoke([.i32(UInt32(bytes.count))])
         guard case .i32(let pointer) = results.first, pointer != 0 || bytes.isEmpty else {
             throw ExecutionError("contract.trap", "civitas_alloc could not allocate \(bytes.count) bytes")
         }
@@ -258,15 +364,11 @@ final class ContractFrame: ResourceLimiter, @unchecked Sendable {
         }
     }
 
-    func limitMemoryGrowth(to desired: Int) throws -> Bool {
-        guard desired <= Int(ContractLimits.memoryPagesMax) * 65_536 else { return false }
+    /// Memory growth during the call: charged per page.
+    func grow(to desired: Int) throws -> Bool {
         let pages = UInt64(max(0, desired - memoryBytes) + 65_535) / 65_536
         try host(ContractGas.memoryPage * pages) { () throws(ExecutionError) in memoryBytes = desired }
         return true
-    }
-
-    func limitTableGrowth(to desired: Int) throws -> Bool {
-        desired <= Int(ContractLimits.tableElementsMax)
     }
 
     // MARK: Memory
@@ -306,64 +408,52 @@ final class ContractFrame: ResourceLimiter, @unchecked Sendable {
 
     // MARK: Host functions
 
-    private func imports() -> Imports {
-        var imports = Imports()
-        func define(_ name: String, _ body: @escaping ([UInt32]) throws -> [Value]) {
-            guard let type = HostFunction.signatures[name] else { return }
-            imports.define(
-                module: HostFunction.moduleName, name: name,
-                Function(store: store, type: type) { _, arguments in
-                    try body(arguments.map { value in if case .i32(let raw) = value { raw } else { 0 } })
-                })
+    /// Runs the host function `name` for the contract.
+    func callHost(_ name: String, _ values: [Value]) throws -> [Value] {
+        let a: [UInt32] = values.map { value -> UInt32 in
+            if case .i32(let raw) = value { return raw }
+            return 0
         }
-        define("storage_get") { [unowned self] a in
-            try host(ContractGas.hostCallBase) { () throws(ExecutionError) in
+        switch name {
+        case "storage_get":
+            return try host(ContractGas.hostCallBase) { () throws(ExecutionError) in
                 let key = try read(a[0], a[1], max: ContractLimits.storageKeyBytesMax, "storage key")
                 guard let value = try context.get(ContractKeys.storage(contract, key)) else { return [.i32(UInt32(bitPattern: -1))] }
                 if value.count <= Int(a[3]) { try write(value, at: a[2]) }
                 return [.i32(UInt32(value.count))]
             }
-        }
-        define("storage_put") { [unowned self] a in
-            try host(0) { () throws(ExecutionError) in
+        case "storage_put":
+            return try host(0) { () throws(ExecutionError) in
                 let key = try read(a[0], a[1], max: ContractLimits.storageKeyBytesMax, "storage key")
                 let value = try read(a[2], a[3], max: ContractLimits.storageValueBytesMax, "storage value")
                 try context.set(ContractKeys.storage(contract, key), value)
                 return []
             }
-        }
-        define("storage_delete") { [unowned self] a in
-            try host(0) { () throws(ExecutionError) in
+        case "storage_delete":
+            return try host(0) { () throws(ExecutionError) in
                 let key = try read(a[0], a[1], max: ContractLimits.storageKeyBytesMax, "storage key")
                 try context.set(ContractKeys.storage(contract, key), nil)
                 return []
             }
-        }
-        define("caller") { [unowned self] a in
-            try host(0) { () throws(ExecutionError) in
+        case "caller":
+            return try host(0) { () throws(ExecutionError) in
                 try write(invoker.hash.bytes, at: a[0])
                 return []
             }
-        }
-        define("origin") { [unowned self] a in
-            try host(0) { () throws(ExecutionError) in
+        case "origin":
+            return try host(0) { () throws(ExecutionError) in
                 try write(context.senderAddress.hash.bytes, at: a[0])
                 return []
             }
-        }
-        define("self_address") { [unowned self] a in
-            try host(0) { () throws(ExecutionError) in
+        case "self_address":
+            return try host(0) { () throws(ExecutionError) in
                 try write(contract.hash.bytes, at: a[0])
                 return []
             }
-        }
-        imports.define(
-            module: HostFunction.moduleName, name: "block_height",
-            Function(store: store, parameters: [], results: [.i64]) { [unowned self] _, _ in
-                try host(0) { () throws(ExecutionError) in [.i64(context.height)] }
-            })
-        define("emit_event") { [unowned self] a in
-            try host(GasSchedule.eventBase) { () throws(ExecutionError) in
+        case "block_height":
+            return try host(0) { () throws(ExecutionError) in [.i64(context.height)] }
+        case "emit_event":
+            return try host(GasSchedule.eventBase) { () throws(ExecutionError) in
                 guard Int(a[1]) + Int(a[3]) <= ContractLimits.eventBytesMax else {
                     throw ExecutionError("contract.event_too_large", "an event may carry at most \(ContractLimits.eventBytesMax) bytes")
                 }
@@ -374,30 +464,26 @@ final class ContractFrame: ResourceLimiter, @unchecked Sendable {
                     Event(module: "contract", name: name, attributes: [.init("contract", contract.description)] + attributes))
                 return []
             }
-        }
-        define("return_data") { [unowned self] a in
-            try host(0) { () throws(ExecutionError) in
+        case "return_data":
+            return try host(0) { () throws(ExecutionError) in
                 returnData = try read(a[0], a[1], max: ContractLimits.returnBytesMax, "return data")
                 return []
             }
-        }
-        define("revert") { [unowned self] a in
-            try host(0) { () throws(ExecutionError) in
+        case "revert":
+            return try host(0) { () throws(ExecutionError) in
                 let bytes = try read(a[0], a[1], max: ProtocolLimits.errorMessageBytesMax / 2, "revert message")
                 throw ExecutionError("contract.reverted", String(decoding: bytes, as: UTF8.self))
             }
-        }
-        define("hash_sha256") { [unowned self] a in try hash(a, SHA256Hasher()) }
-        define("hash_sm3") { [unowned self] a in try hash(a, SM3Hasher()) }
-        define("log") { [unowned self] a in
-            try host(ContractGas.log) { () throws(ExecutionError) in
+        case "hash_sha256": return try hash(a, SHA256Hasher())
+        case "hash_sm3": return try hash(a, SM3Hasher())
+        case "log":
+            return try host(ContractGas.log) { () throws(ExecutionError) in
                 let bytes = try read(a[0], a[1], max: ContractLimits.logBytesMax, "log line")
                 services.log?(contract, String(decoding: bytes, as: UTF8.self))
                 return []
             }
-        }
-        define("call_module") { [unowned self] a in
-            try host(0) { () throws(ExecutionError) in
+        case "call_module":
+            return try host(0) { () throws(ExecutionError) in
                 let module = try text(a[0], a[1], max: ProtocolLimits.moduleNameBytesMax, "module name")
                 let method = try text(a[2], a[3], max: ProtocolLimits.methodNameBytesMax, "method name")
                 let arguments = try read(a[4], a[5], max: ProtocolLimits.callArgumentsBytesMax, "call arguments")
@@ -406,8 +492,9 @@ final class ContractFrame: ResourceLimiter, @unchecked Sendable {
                 if result.count <= Int(a[7]) { try write(result, at: a[6]) }
                 return [.i32(UInt32(result.count))]
             }
+        default:
+            throw HostFunction.NotCallable()
         }
-        return imports
     }
 
     private func hash(_ a: [UInt32], _ hasher: some HashFunction) throws -> [Value] {

@@ -124,6 +124,9 @@ public enum ContractValidator {
                 guard entries.count <= ContractLimits.exportsMax else {
                     throw refused("contract.too_large", "more than \(ContractLimits.exportsMax) exports")
                 }
+                if let reserved = entries.first(where: { $0.name.hasPrefix(ContractRuntime.reservedExportPrefix) }) {
+                    throw refused("contract.forbidden", "export names starting with \(ContractRuntime.reservedExportPrefix) are the host's (\(reserved.name))")
+                }
                 exports = entries
             case .startSection:
                 throw refused("contract.start_function", "a contract may not have a start function: code runs only in metered calls")
@@ -177,11 +180,19 @@ public enum ContractValidator {
     /// Refuses every instruction that reads, writes or converts a floating-point value.
     /// The instruction's own spelling names its types (`f64Add`, `i32TruncF32S`,
     /// `f32Load`), which covers the whole float part of the instruction set.
+    /// Also refuses the instructions that change an instance's tables or drop its
+    /// segments: instances are reused between calls, reset to their state after
+    /// instantiation by restoring memory and globals, and that reset must be complete.
     private struct FloatFinder: AnyInstructionVisitor {
         typealias VisitorError = ExecutionError
         var binaryOffset = 0
 
         mutating func visit(_ instruction: Instruction) throws(ExecutionError) {
+            switch instruction {
+            case .dataDrop, .elemDrop, .tableSet, .tableGrow, .tableFill, .tableCopy, .tableInit:
+                throw refused("contract.forbidden", "\(instruction) at byte \(binaryOffset): contracts may not change tables or drop segments")
+            default: break
+            }
             let spelling = String(describing: instruction).lowercased()
             if spelling.contains("f32") || spelling.contains("f64") {
                 throw refused(
