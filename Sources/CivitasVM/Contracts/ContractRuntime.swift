@@ -95,8 +95,6 @@ public final class ContractRuntime: @unchecked Sendable {
         cache = Mutex(ModuleCache(capacity: cacheCapacity))
     }
 
-    public var cachedModules: Int { cache.withLock { $0.count } }
-
     public func invoke(
         _ invocation: ContractInvocation, context: TransactionContext, services: ContractServices
     ) throws(ExecutionError) -> [UInt8] {
@@ -160,8 +158,6 @@ struct ModuleCache {
     private var clock: UInt64 = 0
 
     init(capacity: Int) { self.capacity = max(1, capacity) }
-
-    var count: Int { modules.count }
 
     mutating func get(_ hash: Hash) -> CachedModule? {
         guard let entry = modules[hash] else { return nil }
