@@ -9,7 +9,68 @@ import Foundation
 /// Benchmarks. Figures and the machine they came from go in docs/benchmarks.md.
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Measure Civitas (use a release build).", subcommands: [ContractBench.self])
+        abstract: "Measure Civitas (use a release build).", subcommands: [VerifyBench.self, ContractBench.self])
+}
+
+/// Signature verifications per second on one core, for each scheme: what bounds a
+/// chain's throughput, since every validator verifies every transaction once. The
+/// bound for N validators sharing this machine's cores is rate × cores ÷ N.
+struct VerifyBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify", abstract: "Single-core signature verification rate per scheme, and the throughput bound it sets.")
+
+    @Option(help: "Schemes to measure (ed25519, p256, sm2, mldsa65); default all.") var scheme: [String] = []
+    @Option(help: "Seconds to measure each scheme.") var seconds = 2.0
+    @Option(help: "Validators sharing this machine, for the bound.") var validators = 4
+    @Flag var json = false
+
+    struct Rate: Codable {
+        var scheme: String
+        var verificationsPerSecond: Double
+        var boundTransactionsPerSecond: Double
+    }
+
+    func validate() throws {
+        guard (0.05...600).contains(seconds) else { throw ValidationError("--seconds must be 0.05 to 600") }
+        guard (1...256).contains(validators) else { throw ValidationError("--validators must be 1 to 256") }
+        for name in scheme where SignatureScheme(name: name) == nil { throw ValidationError("unknown scheme \(name)") }
+    }
+
+    /// Verifications per second of `scheme` on the calling thread, over about `seconds`.
+    static func rate(_ scheme: SignatureScheme, seconds: Double) throws -> Double {
+        let key = try PrivateKey.generate(scheme)
+        let messages = (0..<64).map { index in [UInt8](repeating: UInt8(index), count: 48) }
+        let signatures = try messages.map { try key.sign($0) }
+        let verifier = SignatureVerifiers()
+        let clock = ContinuousClock()
+        let start = clock.now
+        let deadline = start + .milliseconds(Int64(seconds * 1_000))
+        var count = 0
+        while clock.now < deadline, count < 100_000_000 {
+            for index in 0..<messages.count where !verifier.isValid(signatures[index], of: messages[index], by: key.publicKey) {
+                throw CommandError("a \(scheme) signature did not verify")
+            }
+            count += messages.count
+        }
+        let elapsed = clock.now - start
+        return Double(count) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+    }
+
+    func run() async throws {
+        let schemes = scheme.isEmpty ? SignatureScheme.allCases : scheme.compactMap { SignatureScheme(name: $0) }
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        var rates: [Rate] = []
+        for scheme in schemes {
+            let rate = try Self.rate(scheme, seconds: seconds)
+            rates.append(Rate(scheme: scheme.description, verificationsPerSecond: rate, boundTransactionsPerSecond: rate * Double(cores) / Double(validators)))
+        }
+        if json { return try Output.json(rates) }
+        print("one core; bound = rate × \(cores) cores ÷ \(validators) validators")
+        for rate in rates {
+            let name = rate.scheme.padding(toLength: 8, withPad: " ", startingAt: 0)
+            print("  \(name)" + String(format: " %10.0f verifications/s   bound %8.0f tx/s", rate.verificationsPerSecond, rate.boundTransactionsPerSecond))
+        }
+    }
 }
 
 /// The cost of a contract call in the executor, without consensus or network: the
