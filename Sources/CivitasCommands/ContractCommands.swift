@@ -40,6 +40,13 @@ struct ContractCommand: AsyncParsableCommand {
 
     static let deployGas: UInt64 = 50_000_000
 
+    /// Submit options for a transaction carrying code: a larger default gas limit.
+    static func codeCarrying(_ options: Submitter.Options) -> Submitter.Options {
+        var options = options
+        if options.gas == Submitter.Options.defaultGas { options.gas = deployGas }
+        return options
+    }
+
     struct Build: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Compile a contract directory (Swift or C sources) into a .wasm file.",
@@ -88,9 +95,7 @@ struct ContractCommand: AsyncParsableCommand {
             let call = Call(
                 module: "contract", method: "deploy",
                 arguments: ContractModule.deployArguments(code: code, policy: UpgradePolicy(name: policy) ?? .owner, initArguments: initArguments))
-            var options = submit
-            if options.gas == Submitter.Options.defaultGas { options.gas = ContractCommand.deployGas }
-            let result = try await Submitter(client: NodeClient(base: node.url), key: key).submit(call, options: options)
+            let result = try await Submitter(client: NodeClient(base: node.url), key: key).submit(call, options: ContractCommand.codeCarrying(submit))
             let address = result.receipt?.events.first { $0.module == "contract" && $0.name == "deployed" }?.attributes["address"]
             if node.json { return try Output.json(result) }
             try Render.submitted(result, json: false)
@@ -215,9 +220,9 @@ struct ContractCommand: AsyncParsableCommand {
             let call = Call(
                 module: "contract", method: "upgrade",
                 arguments: ContractModule.upgradeArguments(contract: try ContractCommand.address(address), code: try ContractCommand.code(file)))
-            var options = submit
-            if options.gas == Submitter.Options.defaultGas { options.gas = ContractCommand.deployGas }
-            try Render.submitted(try await Submitter(client: NodeClient(base: node.url), key: key).submit(call, options: options), json: node.json)
+            try Render.submitted(
+                try await Submitter(client: NodeClient(base: node.url), key: key).submit(call, options: ContractCommand.codeCarrying(submit)),
+                json: node.json)
         }
     }
 

@@ -298,10 +298,15 @@ public struct ContractModule: SystemModule {
         }
     }
 
+    /// The contract's record as the running transaction sees it (a charged read).
+    private func storedRecord(_ contract: Address, _ context: TransactionContext) throws(ExecutionError) -> ContractRecord {
+        try Self.record(contract) { (key: [UInt8]) throws(ExecutionError) in try context.get(key) }
+    }
+
     func invoke(_ contract: Address, method: String, arguments: [UInt8], context: TransactionContext) throws(ExecutionError)
         -> [UInt8]
     {
-        let record = try Self.record(contract) { (key: [UInt8]) throws(ExecutionError) in try context.get(key) }
+        let record = try storedRecord(contract, context)
         let services = ContractServices(
             loadCode: { (hash: Hash) throws(ExecutionError) -> [UInt8] in
                 try Self.loadCode(hash, size: Int(record.codeSize)) { (key: [UInt8]) throws(ExecutionError) in try context.peek(key) }
@@ -320,7 +325,7 @@ public struct ContractModule: SystemModule {
     }
 
     private func upgrade(_ contract: Address, code: [UInt8], context: TransactionContext) throws(ExecutionError) {
-        var record = try Self.record(contract) { (key: [UInt8]) throws(ExecutionError) in try context.get(key) }
+        var record = try storedRecord(contract, context)
         switch record.policy {
         case .frozen:
             throw ExecutionError("contract.frozen", "contract \(contract) cannot be upgraded")
@@ -332,7 +337,6 @@ public struct ContractModule: SystemModule {
             try apply(&record, contract: contract, codeHash: codeHash, codeSize: UInt32(code.count), context: context)
         case .governance:
             let organisation = try GovernanceModule.adminOrganisation(context)
-            let key = ContractKeys.upgradeProposal(contract)
             if let open = try proposal(contract, context), open.expiryHeight >= context.height {
                 throw ExecutionError("contract.upgrade_pending", "an upgrade of \(contract) to \(open.codeHash) is open until \(open.expiryHeight)")
             }
@@ -344,12 +348,12 @@ public struct ContractModule: SystemModule {
                 Event(module: name, name: "upgrade_proposed", attributes: [
                     .init("address", contract.description), .init("code_hash", codeHash.hex), .init("organisation", organisation),
                 ]))
-            try decide(proposal, record: &record, contract: contract, key: key, context: context)
+            try decide(proposal, record: &record, contract: contract, context: context)
         }
     }
 
     private func approveUpgrade(_ contract: Address, codeHash: Hash, context: TransactionContext) throws(ExecutionError) {
-        var record = try Self.record(contract) { (key: [UInt8]) throws(ExecutionError) in try context.get(key) }
+        var record = try storedRecord(contract, context)
         let organisation = try GovernanceModule.adminOrganisation(context)
         guard var proposal = try proposal(contract, context), proposal.expiryHeight >= context.height, proposal.codeHash == codeHash
         else { throw ExecutionError("contract.unknown_upgrade", "no open upgrade of \(contract) to \(codeHash)") }
@@ -361,12 +365,13 @@ public struct ContractModule: SystemModule {
             Event(module: name, name: "upgrade_approved", attributes: [
                 .init("address", contract.description), .init("code_hash", codeHash.hex), .init("organisation", organisation),
             ]))
-        try decide(proposal, record: &record, contract: contract, key: ContractKeys.upgradeProposal(contract), context: context)
+        try decide(proposal, record: &record, contract: contract, context: context)
     }
 
     private func decide(
-        _ proposal: UpgradeProposal, record: inout ContractRecord, contract: Address, key: [UInt8], context: TransactionContext
+        _ proposal: UpgradeProposal, record: inout ContractRecord, contract: Address, context: TransactionContext
     ) throws(ExecutionError) {
+        let key = ContractKeys.upgradeProposal(contract)
         let organisations = try GovernanceModule.organisations(context.get(StateKeys.organisations))
         guard proposal.approvals.count >= GovernanceModule.quorum(organisations: organisations.count) else {
             return try context.set(key, proposal.canonicalBytes)
