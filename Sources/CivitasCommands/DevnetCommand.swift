@@ -29,38 +29,27 @@ struct Devnet: AsyncParsableCommand {
         @Option(help: "Scheme of the generated keys of a new network.")
         var scheme: SignatureScheme = .ed25519
 
+        @Option(help: "Funded member keys of a new network (keys/client.json, keys/client-N.json), for load generators.")
+        var clients = 1
+
         @Option(help: "Seconds to wait for the nodes to answer.")
         var timeout = 60
 
         func validate() throws {
             guard (1...16).contains(validators) else { throw ValidationError("--validators must be 1 to 16") }
+            guard (1...999).contains(clients) else { throw ValidationError("--clients must be 1 to 999") }
             guard (0...65_000).contains(basePort) else { throw ValidationError("--base-port must be 0 to 65000") }
             guard (1...600).contains(timeout) else { throw ValidationError("--timeout must be 1 to 600 seconds") }
         }
 
         func run() async throws {
-            if !FileSystem.exists(dir + "/genesis.json") {
-                _ = try NetworkLayout(
+            let nodes = try await DevnetProcess.startAll(
+                dir: dir, timeout: timeout,
+                layout: NetworkLayout(
                     directory: dir, chainId: "civitas-devnet", hashSuite: hashSuite, schemes: SignatureScheme.allCases,
-                    keyScheme: scheme, organisations: validators, basePort: basePort
-                ).write()
-                print("created a new network in \(dir)")
-            } else {
-                print("resuming the network in \(dir)")
-            }
-            var index = 0
-            var endpoints: [String] = []
-            while FileSystem.exists(NetworkLayout.nodeHome(dir, index) + "/node.json") {
-                let home = NetworkLayout.nodeHome(dir, index)
-                if let pid = DevnetProcess.runningPid(home: home) {
-                    print("node\(index) already running (pid \(pid))")
-                } else {
-                    let pid = try DevnetProcess.spawn(home: home)
-                    print("node\(index) started (pid \(pid)), log \(home)/node.log")
-                }
-                endpoints.append(try await DevnetProcess.waitUntilAnswering(home: home, seconds: timeout))
-                index += 1
-            }
+                    keyScheme: scheme, organisations: validators, basePort: basePort, clients: clients),
+                log: { print($0) })
+            let endpoints = nodes.map(\.endpoint)
             for (number, endpoint) in endpoints.enumerated() {
                 print("node\(number) API: \(endpoint)  (status: \(endpoint)/v1/status, events: \(endpoint)/v1/events)")
             }
@@ -124,6 +113,44 @@ extension Devnet {
 
 /// Background node processes of a devnet, tracked by the pid file in each home.
 enum DevnetProcess {
+    struct Started {
+        var home: String
+        var endpoint: String
+        var pid: pid_t
+        /// False when the node was already running.
+        var startedNow: Bool
+    }
+
+    /// Creates the network with `layout` unless `dir` holds one, starts every node that is
+    /// not running, and returns once each answers.
+    static func startAll(dir: String, timeout: Int, layout: NetworkLayout, log: (String) -> Void) async throws -> [Started] {
+        if !FileSystem.exists(dir + "/genesis.json") {
+            _ = try layout.write()
+            log("created a new network in \(dir)")
+        } else {
+            log("resuming the network in \(dir)")
+        }
+        var index = 0
+        var nodes: [Started] = []
+        while FileSystem.exists(NetworkLayout.nodeHome(dir, index) + "/node.json") {
+            let home = NetworkLayout.nodeHome(dir, index)
+            var pid = runningPid(home: home)
+            let startedNow = pid == nil
+            if let pid {
+                log("node\(index) already running (pid \(pid))")
+            } else {
+                pid = try spawn(home: home)
+                log("node\(index) started (pid \(pid!)), log \(home)/node.log")
+            }
+            nodes.append(Started(home: home, endpoint: "", pid: pid!, startedNow: startedNow))
+            index += 1
+        }
+        for index in nodes.indices {
+            nodes[index].endpoint = try await waitUntilAnswering(home: nodes[index].home, seconds: timeout)
+        }
+        return nodes
+    }
+
     static func runningPid(home: String) -> pid_t? {
         guard let data = try? FileSystem.read(home + "/node.pid"),
             let pid = pid_t(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0

@@ -22,6 +22,13 @@ struct NetworkLayout {
     var organisations: Int
     var basePort: Int
     var clientBalance: UInt64 = 1_000_000_000
+    /// Funded member keys of org1: keys/client.json, then keys/client-1.json, … (load
+    /// generators sign from many accounts, since each account's nonces are sequential).
+    var clients = 1
+
+    static func clientKeyPath(_ directory: String, _ index: Int) -> String {
+        index == 0 ? "\(directory)/keys/client.json" : "\(directory)/keys/client-\(index).json"
+    }
 
     static func nodeHome(_ directory: String, _ index: Int) -> String { "\(directory)/node\(index)" }
 
@@ -33,6 +40,9 @@ struct NetworkLayout {
             throw CommandError("--scheme \(keyScheme) is not among the accepted --schemes")
         }
         guard (1...16).contains(organisations) else { throw CommandError("a local network has 1 to 16 validators") }
+        guard (1...Genesis.keysPerOrganisationMax - 1).contains(clients) else {
+            throw CommandError("a local network has 1 to \(Genesis.keysPerOrganisationMax - 1) client keys")
+        }
         let hasher = ChainHasher(hashSuite)
         try FileSystem.createDirectory(directory + "/keys")
         // Ports: API base+i and peer base+100+i, or free ones picked now when base is 0.
@@ -59,10 +69,12 @@ struct NetworkLayout {
             nodeIdentities.append(node)
             var members: [PublicKey] = []
             if index == 0 {
-                let client = try PrivateKey.generate(keyScheme)
-                try KeyFile(client, hasher: hasher).write(to: "\(directory)/keys/client.json")
-                members.append(client.publicKey)
-                allocations.append(.init(account: client.publicKey, amount: clientBalance))
+                for number in 0..<clients {
+                    let client = try PrivateKey.generate(keyScheme)
+                    try KeyFile(client, hasher: hasher).write(to: Self.clientKeyPath(directory, number))
+                    members.append(client.publicKey)
+                    allocations.append(.init(account: client.publicKey, amount: clientBalance))
+                }
             }
             orgs.append(
                 .init(

@@ -40,7 +40,7 @@ public struct Executor: Sendable {
 
     public init(
         chainId: String, hasher: ChainHasher,
-        modules: [any SystemModule] = [KVModule(), TokenModule(), GovernanceModule(), ContractModule()]
+        modules: [any SystemModule] = [KVModule(), TokenModule(), GovernanceModule(), ContractModule(), ChainModule()]
     ) {
         self.chainId = chainId
         self.hasher = hasher

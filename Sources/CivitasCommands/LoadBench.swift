@@ -1,0 +1,334 @@
+import ArgumentParser
+import CivitasAPI
+import CivitasClient
+import CivitasCore
+import CivitasCrypto
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension LoadWorkload: ExpressibleByArgument {}
+extension LoadMode: ExpressibleByArgument {}
+extension KeyDistribution: ExpressibleByArgument {}
+
+/// Throughput and latency of a running network under load, beside the verification
+/// bound measured in the same run.
+struct LoadBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "load",
+        abstract: "Drive a network with pre-signed transactions; report committed TPS, latency and the bound.",
+        discussion: """
+            Either --dir DIR (a local network: created with --devnet N validators if new, started \
+            if stopped, and its nodes' CPU, memory and disk reported) or --node URL … with --key \
+            FILE … (any running network; the keys must be members with distinct accounts).
+            """)
+
+    @Option(help: "Workload: kv, transfer or noop.") var workload: LoadWorkload = .kv
+    @Option(help: "closed: each worker keeps one batch in flight; open: batches leave at --rate.") var mode: LoadMode = .closed
+    @Option(help: "Open-loop rate, transactions per second.") var rate: Double?
+    @Option(help: "Concurrent workers (connections), spread over the nodes.") var concurrency = 8
+    @Option(help: "Transactions per request.") var batch = 250
+    @Option(help: "Seconds measured, after the warm-up.") var duration = 20.0
+    @Option(help: "Seconds of load before measuring.") var warmup = 5.0
+    @Option(help: "kv: number of distinct keys written.") var records = 10_000
+    @Option(help: "kv: key choice, uniform or zipfian.") var distribution: KeyDistribution = .uniform
+    @Option(help: "kv: bytes per value.") var valueBytes = 100
+    @Option(help: "transfer: recipient accounts (fewer: more contention).") var accounts = 1_000
+    @Option(help: "A local network's directory.") var dir: String?
+    @Option(help: "Validators of a new local network.") var devnet = 4
+    @Option(help: "Member keys of a new local network (senders).") var clients = 64
+    @Option(help: "Hash suite of a new local network: sha256 or sm3.") var hashSuite: HashSuiteID = .sha256
+    @Option(help: "Signature scheme of a new local network's keys.") var scheme: SignatureScheme = .ed25519
+    @Option(name: .customLong("node"), help: "API URL of a running node (repeat for several).") var nodes: [String] = []
+    @Option(name: .customLong("key"), help: "Sender key file (repeat; at least --concurrency keys).") var keys: [String] = []
+    @Option(help: "Validators of the network, for the bound (default: the local network's, or the --node count).") var validators: Int?
+    @Option(help: "Most transactions to pre-sign.") var transactionsMax = 1_000_000
+    @Option(help: "Seconds after the run to wait for the last commits.") var drain = 15.0
+    @Flag(help: "Leave the nodes this command started running.") var keepRunning = false
+    @Flag var json = false
+
+    func validate() throws {
+        guard dir != nil || !nodes.isEmpty else { throw ValidationError("give --dir DIR or --node URL … with --key FILE …") }
+        guard dir == nil || nodes.isEmpty else { throw ValidationError("--dir and --node exclude each other") }
+        guard nodes.isEmpty || !keys.isEmpty else { throw ValidationError("--node needs sender keys (--key FILE …)") }
+        guard (1...256).contains(concurrency) else { throw ValidationError("--concurrency must be 1 to 256") }
+        guard (1...5_000).contains(batch) else { throw ValidationError("--batch must be 1 to 5000") }
+        guard (1...3_600).contains(duration) else { throw ValidationError("--duration must be 1 to 3600 seconds") }
+        guard (0...600).contains(warmup) else { throw ValidationError("--warmup must be 0 to 600 seconds") }
+        guard (1...100_000_000).contains(records) else { throw ValidationError("--records must be 1 to 100000000") }
+        guard (0...16_384).contains(valueBytes) else { throw ValidationError("--value-bytes must be 0 to 16384") }
+        guard (1...10_000_000).contains(accounts) else { throw ValidationError("--accounts must be 1 to 10000000") }
+        guard (1...16).contains(devnet) else { throw ValidationError("--devnet must be 1 to 16") }
+        guard (1...999).contains(clients) else { throw ValidationError("--clients must be 1 to 999") }
+        guard (1...10_000_000).contains(transactionsMax) else { throw ValidationError("--transactions-max must be 1 to 10000000") }
+        guard (1...600).contains(drain) else { throw ValidationError("--drain must be 1 to 600 seconds") }
+        if mode == .open {
+            guard let rate, rate > 0, rate <= 1_000_000 else { throw ValidationError("--mode open needs --rate 1 to 1000000") }
+        } else if rate != nil {
+            throw ValidationError("--rate is for --mode open")
+        }
+        if let validators, !(1...256).contains(validators) { throw ValidationError("--validators must be 1 to 256") }
+    }
+
+    struct Latency: Codable {
+        var p50: Double
+        var p95: Double
+        var p99: Double
+        var max: Double
+        var mean: Double
+    }
+
+    struct NodeFigures: Codable {
+        var node: Int
+        var cpuPercent: Double
+        var peakRssMib: Double
+        var diskBytesPerTransaction: Double?
+    }
+
+    struct Setup: Codable {
+        var workload: LoadWorkload
+        var mode: LoadMode
+        var rate: Double?
+        var concurrency: Int
+        var batch: Int
+        var durationSeconds: Double
+        var warmupSeconds: Double
+        var records: Int
+        var distribution: KeyDistribution
+        var valueBytes: Int
+        var accounts: Int
+        var validators: Int
+        var nodes: Int
+        var senders: Int
+        var scheme: String
+        var hashSuite: String
+        var presigned: Int
+        var signingSeconds: Double
+        var cores: Int
+        var memoryGib: Int
+    }
+
+    struct Report: Codable {
+        var setup: Setup
+        var submittedTps: Double
+        var committedTps: Double
+        var latencyMs: Latency?
+        var committed: Int
+        var failedReceipts: Int
+        var uncommitted: Int
+        var rejected: [String: Int]
+        var blockIntervalMs: Double?
+        var transactionsPerBlock: Double?
+        var nodes: [NodeFigures]
+        var verifyRatePerCore: Double
+        var verifyRateBefore: Double
+        var verifyRateAfter: Double
+        var boundTps: Double
+        var ratioToBound: Double
+        var notes: [String]
+    }
+
+    func run() async throws {
+        var notes: [String] = []
+        var started: [DevnetProcess.Started] = []
+        var probes: [NodeProcessProbe] = []
+        var urls = nodes
+        var keyPaths = keys
+        var validatorCount = validators ?? nodes.count
+        if let dir {
+            let layout = NetworkLayout(
+                directory: dir, chainId: "civitas-bench", hashSuite: hashSuite, schemes: SignatureScheme.allCases, keyScheme: scheme,
+                organisations: devnet, basePort: 0, clients: clients)
+            started = try await DevnetProcess.startAll(dir: dir, timeout: 60, layout: layout, log: { if !json { print($0) } })
+            urls = started.map(\.endpoint)
+            probes = started.map { NodeProcessProbe(pid: $0.pid, home: $0.home) }
+            validatorCount = validators ?? started.count
+            if keyPaths.isEmpty {
+                keyPaths = (0..<1_000).map { NetworkLayout.clientKeyPath(dir, $0) }.prefix { FileSystem.exists($0) }
+            }
+        }
+        defer {
+            if !keepRunning {
+                let stopping = started.filter(\.startedNow)
+                let semaphore = DispatchSemaphore(value: 0)
+                Task {
+                    for node in stopping { try? await DevnetProcess.stop(pid: node.pid, home: node.home) }
+                    semaphore.signal()
+                }
+                semaphore.wait()
+            }
+        }
+        guard keyPaths.count >= concurrency else {
+            throw CommandError("\(keyPaths.count) sender keys for \(concurrency) workers: each worker needs its own (more --key, or a network with more --clients)")
+        }
+        let endpoints = try urls.map { try LoopbackHTTP.Endpoint(url: $0) }
+        let signers = try keyPaths.map { try KeyFile.load($0) }
+        let client = NodeClient(base: urls[0])
+        let (status, hasher) = try await client.chain()
+        var nonces: [UInt64] = []
+        for key in signers {
+            let account: AccountView = try await client.get("/v1/accounts/\(Address(of: key.publicKey, using: hasher))")
+            guard account.organisation != nil else { throw CommandError("key \(Address(of: key.publicKey, using: hasher)) is no member of this chain") }
+            nonces.append(account.nonce)
+        }
+        let scheme = signers[0].publicKey.scheme
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+
+        // The bound, measured now and again after the run: this machine's speed drifts.
+        let before = try VerifyBench.rate(scheme, seconds: 2)
+
+        let total = Double(warmup + duration)
+        let wanted = mode == .open ? Int(rate! * total) : Int(before * Double(cores) / Double(max(validatorCount, 1)) * 1.5 * total)
+        let perWorkerBatches = max(1, min(wanted, transactionsMax) / (concurrency * batch) + (mode == .open ? 1 : 0))
+        let shape = LoadPlan.Shape(
+            workload: workload, records: records, distribution: distribution, valueBytes: valueBytes, accounts: accounts, batch: batch,
+            workers: concurrency, batchesPerWorker: perWorkerBatches, expiryHeight: status.height + 1_000_000)
+        let signingStart = ContinuousClock.now
+        if !json { print("signing \(perWorkerBatches * concurrency * batch) transactions…") }
+        let plan = try LoadPlan(shape: shape, keys: signers, nonces: nonces, chainId: status.chainId, hasher: hasher, endpoints: endpoints)
+        let signingSeconds = (ContinuousClock.now - signingStart).seconds
+
+        let recorder = LoadRecorder(transactions: plan.transactionCount, batch: batch)
+        let events = try EventReader(endpoint: endpoints[0], plan: plan, recorder: recorder)
+        _ = events
+        let warmupEnd = Int64(warmup * 1e9)
+        let end = Int64(total * 1e9)
+        if !json { print("running \(workload) \(mode)-loop for \(Int(warmup)) s warm-up + \(Int(duration)) s…") }
+        var cpuStart: [Double?] = []
+        var diskStart: [Int] = []
+        var committedAtWarmupEnd = 0
+        let interval = mode == .open ? Double(batch * concurrency) / rate! : 0
+        let workers = (0..<concurrency).map { number in
+            LoadWorker(
+                number: number, plan: plan, endpoint: endpoints[number % endpoints.count],
+                schedule: .init(
+                    mode: mode, interval: interval, offset: interval * Double(number) / Double(concurrency), end: end,
+                    commitTimeoutNanoseconds: 60_000_000_000),
+                recorder: recorder)
+        }
+        // Sample the node processes at the edges of the measured window.
+        try await sleep(until: warmupEnd, recorder)
+        cpuStart = probes.map { $0.cpuSeconds() }
+        diskStart = probes.map { $0.diskBytes() }
+        committedAtWarmupEnd = recorder.snapshot { $0.committed.count { $0 != LoadRecorder.never } }
+        try await sleep(until: end, recorder)
+        let cpuEnd = probes.map { $0.cpuSeconds() }
+        let windowSeconds = Double(recorder.now - warmupEnd) / 1e9
+        for worker in workers { worker.join() }
+        recorder.drain(from: warmupEnd, deadline: recorder.now + Int64(drain * 1e9))
+        let committedAtEnd = recorder.snapshot { $0.committed.count { $0 != LoadRecorder.never } }
+        let diskEnd = probes.map { $0.diskBytes() }
+        recorder.snapshot { $0.stopping = true }
+        let after = try VerifyBench.rate(scheme, seconds: 2)
+
+        for worker in workers {
+            if let error = worker.error { throw CommandError(error) }
+        }
+        if let error = recorder.snapshot({ $0.eventError }) { throw CommandError(error) }
+        if mode == .closed, workers.contains(where: \.exhausted) {
+            notes.append("a worker ran out of pre-signed transactions before the end; raise --transactions-max")
+        }
+        let timedOut = workers.reduce(0) { $0 + $1.timedOut }
+        if timedOut > 0 { notes.append("\(timedOut) batches waited over 60 s for their commits") }
+
+        let report = recorder.snapshot { recorded -> Report in
+            var latencies: [Double] = []
+            var submittedInWindow = 0
+            var committedInWindow = 0
+            var uncommitted = 0
+            for index in recorded.submitted.indices {
+                let sent = recorded.submitted[index]
+                let done = recorded.committed[index]
+                if done >= warmupEnd, done < end { committedInWindow += 1 }
+                guard sent >= warmupEnd, sent < end else { continue }
+                submittedInWindow += 1
+                if done == LoadRecorder.never { uncommitted += 1 } else { latencies.append(Double(done - sent) / 1e6) }
+            }
+            latencies.sort()
+            func percentile(_ p: Double) -> Double { latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))] }
+            let latency =
+                latencies.isEmpty
+                ? nil
+                : Latency(
+                    p50: percentile(0.50), p95: percentile(0.95), p99: percentile(0.99), max: latencies.last!,
+                    mean: latencies.reduce(0, +) / Double(latencies.count))
+            let windowBlocks = recorded.blocks.filter { $0.at >= warmupEnd && $0.at < end }
+            var blockInterval: Double?
+            if windowBlocks.count > 1 {
+                blockInterval = Double(windowBlocks.last!.at - windowBlocks.first!.at) / 1e6 / Double(windowBlocks.count - 1)
+            }
+            let perBlock = windowBlocks.isEmpty ? nil : Double(windowBlocks.reduce(0) { $0 + $1.transactions }) / Double(windowBlocks.count)
+            let committedDuring = committedAtEnd - committedAtWarmupEnd
+            let figures = probes.indices.map { index -> NodeFigures in
+                var cpu = 0.0
+                if let first = cpuStart[index], let last = cpuEnd[index] { cpu = (last - first) / windowSeconds * 100 }
+                let disk = committedDuring > 0 ? Double(diskEnd[index] - diskStart[index]) / Double(committedDuring) : nil
+                return NodeFigures(
+                    node: index, cpuPercent: cpu, peakRssMib: Double(probes[index].peakResidentBytes() ?? 0) / 1_048_576,
+                    diskBytesPerTransaction: disk)
+            }
+            let rate = (before + after) / 2
+            let bound = rate * Double(cores) / Double(max(validatorCount, 1))
+            let committedTps = Double(committedInWindow) / duration
+            return Report(
+                setup: Setup(
+                    workload: workload, mode: mode, rate: self.rate, concurrency: concurrency, batch: batch, durationSeconds: duration,
+                    warmupSeconds: warmup, records: records, distribution: distribution, valueBytes: valueBytes, accounts: accounts,
+                    validators: validatorCount, nodes: urls.count, senders: signers.count, scheme: scheme.description,
+                    hashSuite: hasher.suite.description, presigned: plan.transactionCount, signingSeconds: signingSeconds, cores: cores,
+                    memoryGib: Int(ProcessInfo.processInfo.physicalMemory >> 30)),
+                submittedTps: Double(submittedInWindow) / duration, committedTps: committedTps, latencyMs: latency,
+                committed: committedInWindow, failedReceipts: recorded.failed, uncommitted: uncommitted, rejected: recorded.rejections,
+                blockIntervalMs: blockInterval, transactionsPerBlock: perBlock, nodes: figures, verifyRatePerCore: rate,
+                verifyRateBefore: before, verifyRateAfter: after, boundTps: bound, ratioToBound: committedTps / bound, notes: notes)
+        }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            encoder.keyEncodingStrategy = .convertToSnakeCase
+            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        } else {
+            Self.render(report)
+        }
+    }
+
+    private func sleep(until time: Int64, _ recorder: LoadRecorder) async throws {
+        let left = time - recorder.now
+        if left > 0 { try await Task.sleep(for: .nanoseconds(left)) }
+    }
+
+    static func render(_ report: Report) {
+        let setup = report.setup
+        Swift.print(
+            "\(setup.workload) \(setup.mode)-loop\(setup.rate.map { String(format: " at %.0f tx/s", $0) } ?? ""), "
+                + "\(setup.concurrency) workers × \(setup.batch) per request, \(setup.validators) validators, \(setup.scheme)/\(setup.hashSuite), "
+                + "\(Int(setup.durationSeconds)) s after \(Int(setup.warmupSeconds)) s warm-up")
+        Swift.print(String(format: "  submitted      %9.0f tx/s", report.submittedTps))
+        Swift.print(String(format: "  committed      %9.0f tx/s   (%d transactions, %d failed receipts, %d uncommitted)", report.committedTps, report.committed, report.failedReceipts, report.uncommitted))
+        if let latency = report.latencyMs {
+            Swift.print(String(format: "  latency ms     p50 %.0f   p95 %.0f   p99 %.0f   max %.0f", latency.p50, latency.p95, latency.p99, latency.max))
+        }
+        if let interval = report.blockIntervalMs, let perBlock = report.transactionsPerBlock {
+            Swift.print(String(format: "  blocks         every %.0f ms, %.0f transactions each", interval, perBlock))
+        }
+        if !report.rejected.isEmpty {
+            Swift.print("  rejected       " + report.rejected.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        }
+        for node in report.nodes {
+            Swift.print(
+                String(format: "  node%d          CPU %.0f%%   peak RSS %.0f MiB", node.node, node.cpuPercent, node.peakRssMib)
+                    + (node.diskBytesPerTransaction.map { String(format: "   disk %.0f B/tx", $0) } ?? ""))
+        }
+        Swift.print(
+            String(
+                format: "  bound          %.0f tx/s = %.0f verifications/s per core (before %.0f, after %.0f) × %d cores ÷ %d validators",
+                report.boundTps, report.verifyRatePerCore, report.verifyRateBefore, report.verifyRateAfter, setup.cores, setup.validators))
+        Swift.print(String(format: "  ratio          %.0f%% of the bound", report.ratioToBound * 100))
+        for note in report.notes { Swift.print("  note: \(note)") }
+    }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
