@@ -452,7 +452,7 @@ struct NodeProcessProbe {
                 let attributes = try? FileManager.default.attributesOfItem(atPath: home + "/" + path),
                 attributes[.type] as? FileAttributeType == .typeRegular
             else { continue }
-            total += (attributes[.size] as? Int) ?? 0
+            total += (attributes[.size] as? NSNumber)?.intValue ?? 0
         }
         return total
     }

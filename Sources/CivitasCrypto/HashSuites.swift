@@ -7,7 +7,7 @@ public struct SHA256Hasher: CivitasCore.HashFunction {
     public init() {}
     public var suite: HashSuiteID { .sha256 }
     public func hash(_ bytes: [UInt8]) -> Hash {
-        Hash(bytes: Array(SHA256.hash(data: bytes)))
+        SHA256.hash(data: bytes).withUnsafeBytes { Hash(raw: $0) }
     }
 }
 
@@ -24,7 +24,7 @@ public struct SM3Hasher: CivitasCore.HashFunction {
         }
         // OpenSSL without SM3 is a broken installation, not bad input.
         precondition(ok == 1, "OpenSSL SM3 failed: is libssl3 built without SM3?")
-        return Hash(bytes: out)
+        return out.withUnsafeBytes { Hash(raw: $0) }
     }
 }
 

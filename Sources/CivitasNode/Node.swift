@@ -46,6 +46,7 @@ public actor Node {
     private nonisolated let store: any KeyValueStore
     /// Sendable and shared with the replica (its contract module cache included).
     public nonisolated let executor: Executor
+    nonisolated let nodeCache: StateNodeCache
     private let ledger: Ledger
     private let state: StateStore
     private let limits: NodeLimits
@@ -87,8 +88,9 @@ public actor Node {
         if case .manual(let start) = timing { manualNow = start }
         self.store = store
         self.executor = replica.executor
+        self.nodeCache = replica.nodeCache
         self.ledger = Ledger(store: store, hasher: replica.hasher)
-        self.state = StateStore(store: store, hasher: replica.hasher)
+        self.state = StateStore(store: store, hasher: replica.hasher, cache: replica.nodeCache)
         let opened = replica.head.block.header
         logger.info("chain \(genesis.chainId) at height \(opened.height), state root \(opened.stateRoot)")
     }
@@ -334,7 +336,7 @@ public actor Node {
         _ contract: Address, method: String, arguments: [UInt8], caller: Address, gasLimit: UInt64
     ) async -> (result: ContractQueryResult, height: UInt64) {
         let head = await latest.block.header
-        let reader = TreeReader(tree: StateTree(store: store, hasher: hasher), root: head.stateRoot)
+        let reader = TreeReader(tree: StateTree(store: store, hasher: hasher, cache: nodeCache), root: head.stateRoot)
         let result = executor.query(
             contract: contract, method: method, arguments: arguments, caller: caller, gasLimit: gasLimit, height: head.height,
             base: reader)

@@ -96,6 +96,8 @@ public final class Replica {
     let ledger: Ledger
     let state: StateStore
     let executor: Executor
+    /// Decoded state-tree nodes, shared by the committed state and every block's view.
+    let nodeCache = StateNodeCache()
     let validatorKey: PrivateKey?
     let logger: Logger
 
@@ -137,7 +139,7 @@ public final class Replica {
         self.validatorKey = validatorKey
         self.logger = logger
         ledger = Ledger(store: store, hasher: hasher)
-        state = StateStore(store: store, hasher: hasher)
+        state = StateStore(store: store, hasher: hasher, cache: nodeCache)
         executor = Executor(chainId: genesis.chainId, hasher: hasher)
         mempool = Mempool(limits: limits)
         head = try Self.openChain(genesis: genesis, genesisHash: genesisHash, ledger: ledger, state: state, hasher: hasher)
@@ -422,7 +424,7 @@ public final class Replica {
             layers.append(block.batch)
             cursor = block.block.header.parent
         }
-        return StateStore(store: OverlayStore(base: store, layers: layers.reversed()), hasher: hasher)
+        return StateStore(store: OverlayStore(base: store, layers: layers.reversed()), hasher: hasher, cache: nodeCache)
     }
 
     private func header(of hash: Hash) -> BlockHeader? {

@@ -29,10 +29,12 @@ public struct StateError: Error, Equatable, Sendable, CustomStringConvertible {
 public final class StateTree: Sendable {
     public let hasher: ChainHasher
     private let store: any KeyValueStore
+    private let cache: StateNodeCache?
 
-    public init(store: any KeyValueStore, hasher: ChainHasher) {
+    public init(store: any KeyValueStore, hasher: ChainHasher, cache: StateNodeCache? = nil) {
         self.store = store
         self.hasher = hasher
+        self.cache = cache
     }
 
     public static let emptyRoot = Hash.zero
@@ -106,6 +108,13 @@ public final class StateTree: Sendable {
     }
 
     private func load(_ hash: Hash) throws(StateError) -> StateNode {
+        if let node = cache?.node(hash) { return node }
+        let node = try read(hash)
+        cache?.insert(node, hash)
+        return node
+    }
+
+    private func read(_ hash: Hash) throws(StateError) -> StateNode {
         let bytes: [UInt8]?
         do { bytes = try store.get(StorePrefix.stateNode.key(hash.bytes)) } catch {
             throw StateError(.storage, error.description)
@@ -204,6 +213,7 @@ public final class StateTree: Sendable {
             let hash = hasher.hash(.stateLeaf, first.keyHash, valueHash)
             let node = StateNode.leaf(keyHash: first.keyHash, valueHash: valueHash, key: first.key, value: value)
             writes.put(StorePrefix.stateNode.key(hash.bytes), node.encoded())
+            cache?.insert(node, hash)
             return StateNode.Child(kind: .leaf, hash: hash)
         }
         // Two distinct 256-bit key hashes differ by depth 256.
@@ -222,7 +232,9 @@ public final class StateTree: Sendable {
         case (.empty, .leaf): return right
         default:
             let hash = hasher.hash(.stateNode, left.hash, right.hash)
-            writes.put(StorePrefix.stateNode.key(hash.bytes), StateNode.internalNode(left: left, right: right).encoded())
+            let node = StateNode.internalNode(left: left, right: right)
+            writes.put(StorePrefix.stateNode.key(hash.bytes), node.encoded())
+            cache?.insert(node, hash)
             return StateNode.Child(kind: .internalNode, hash: hash)
         }
     }

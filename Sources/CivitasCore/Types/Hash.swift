@@ -13,13 +13,25 @@ public struct Hash: Hashable, Comparable, Sendable, CustomStringConvertible {
     }
 
     /// `bytes` must hold exactly 32 bytes.
-    public init<C: Collection>(bytes: C) where C.Element == UInt8 {
-        precondition(bytes.count == Hash.byteCount, "a hash is 32 bytes")
-        var words: [UInt64] = [0, 0, 0, 0]
-        for (index, byte) in bytes.enumerated() {
-            words[index / 8] = words[index / 8] << 8 | UInt64(byte)
+    @inlinable public init<C: Collection>(bytes: C) where C.Element == UInt8 {
+        if let hash = bytes.withContiguousStorageIfAvailable({ Hash(raw: UnsafeRawBufferPointer($0)) }) {
+            self = hash
+        } else {
+            self = Array(bytes).withUnsafeBytes { Hash(raw: $0) }
         }
-        self.init(words: (words[0], words[1], words[2], words[3]))
+    }
+
+    /// Exactly 32 bytes, as four big-endian words. Hashing and decoding make a Hash per
+    /// state node and transaction, so this is the one place bytes become a digest.
+    @inlinable public init(raw: UnsafeRawBufferPointer) {
+        precondition(raw.count == Hash.byteCount, "a hash is 32 bytes")
+        self.init(
+            words: (
+                UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 0, as: UInt64.self)),
+                UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self)),
+                UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 16, as: UInt64.self)),
+                UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
+            ))
     }
 
     public init?(hex: String) {
@@ -34,12 +46,8 @@ public struct Hash: Hashable, Comparable, Sendable, CustomStringConvertible {
         return out
     }
 
-    public func append(to out: inout [UInt8]) {
-        for word in [w0, w1, w2, w3] {
-            for shift in stride(from: 56, through: 0, by: -8) {
-                out.append(UInt8(truncatingIfNeeded: word >> UInt64(shift)))
-            }
-        }
+    @inlinable public func append(to out: inout [UInt8]) {
+        withUnsafeBytes(of: (w0.bigEndian, w1.bigEndian, w2.bigEndian, w3.bigEndian)) { out.append(contentsOf: $0) }
     }
 
     /// Bit `index` counted from the most significant bit of the first byte; the state
@@ -56,8 +64,11 @@ public struct Hash: Hashable, Comparable, Sendable, CustomStringConvertible {
         return (word >> UInt64(63 - (index & 63))) & 1 == 1
     }
 
-    public static func < (lhs: Hash, rhs: Hash) -> Bool {
-        (lhs.w0, lhs.w1, lhs.w2, lhs.w3) < (rhs.w0, rhs.w1, rhs.w2, rhs.w3)
+    @inlinable public static func < (lhs: Hash, rhs: Hash) -> Bool {
+        if lhs.w0 != rhs.w0 { return lhs.w0 < rhs.w0 }
+        if lhs.w1 != rhs.w1 { return lhs.w1 < rhs.w1 }
+        if lhs.w2 != rhs.w2 { return lhs.w2 < rhs.w2 }
+        return lhs.w3 < rhs.w3
     }
 
     public var hex: String { bytes.hexString }

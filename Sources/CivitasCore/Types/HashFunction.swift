@@ -53,14 +53,19 @@ public enum HashDomain: String, Sendable, CaseIterable {
 
 extension HashFunction {
     public func hash(_ domain: HashDomain, _ bytes: [UInt8]) -> Hash {
-        var input = domain.prefix
+        var input: [UInt8] = []
+        input.reserveCapacity(domain.rawValue.utf8.count + 1 + bytes.count)
+        input.append(contentsOf: domain.rawValue.utf8)
+        input.append(0)
         input.append(contentsOf: bytes)
         return hash(input)
     }
 
     public func hash(_ domain: HashDomain, _ first: Hash, _ second: Hash) -> Hash {
-        var input = domain.prefix
-        input.reserveCapacity(input.count + 64)
+        var input: [UInt8] = []
+        input.reserveCapacity(domain.rawValue.utf8.count + 65)
+        input.append(contentsOf: domain.rawValue.utf8)
+        input.append(0)
         first.append(to: &input)
         second.append(to: &input)
         return hash(input)
