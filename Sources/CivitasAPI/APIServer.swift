@@ -182,19 +182,21 @@ public struct API: Sendable {
             guard let raw = [UInt8](hex: text) else { throw TransactionError(.malformed, "transaction is not hex") }
             return try Self.decodeAndVerify(raw, hasher: hasher, verifier: verifier)
         }
+        let admitted = await node.submit(verified.compactMap { try? $0.get() })
         var results: [BatchResult.Item] = []
         results.reserveCapacity(verified.count)
         var accepted = 0
+        var next = 0
         for outcome in verified {
             switch outcome {
             case .success(let transaction):
-                do {
-                    try await node.submit(transaction)
+                if let error = admitted[next] {
+                    results.append(.init(id: transaction.id.hex, status: "rejected", errorCode: error.code.rawValue, errorMessage: error.message))
+                } else {
                     accepted += 1
                     results.append(.init(id: transaction.id.hex, status: "pending"))
-                } catch {
-                    results.append(.init(id: transaction.id.hex, status: "rejected", errorCode: error.code.rawValue, errorMessage: error.message))
                 }
+                next += 1
             case .failure(let error):
                 results.append(.init(id: nil, status: "rejected", errorCode: error.code.rawValue, errorMessage: error.message))
             }

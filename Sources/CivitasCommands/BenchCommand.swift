@@ -9,7 +9,7 @@ import Foundation
 /// Benchmarks. Figures and the machine they came from go in docs/benchmarks.md.
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Measure Civitas (use a release build).", subcommands: [LoadBench.self, VerifyBench.self, ContractBench.self],
+        abstract: "Measure Civitas (use a release build).", subcommands: [LoadBench.self, VerifyBench.self, ContractBench.self, EtcdBench.self],
         defaultSubcommand: LoadBench.self)
 }
 

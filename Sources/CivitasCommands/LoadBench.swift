@@ -71,13 +71,7 @@ struct LoadBench: AsyncParsableCommand {
         if let validators, !(1...256).contains(validators) { throw ValidationError("--validators must be 1 to 256") }
     }
 
-    struct Latency: Codable {
-        var p50: Double
-        var p95: Double
-        var p99: Double
-        var max: Double
-        var mean: Double
-    }
+    typealias Latency = LatencySummary
 
     struct NodeFigures: Codable {
         var node: Int
@@ -245,14 +239,7 @@ struct LoadBench: AsyncParsableCommand {
                 submittedInWindow += 1
                 if done == LoadRecorder.never { uncommitted += 1 } else { latencies.append(Double(done - sent) / 1e6) }
             }
-            latencies.sort()
-            func percentile(_ p: Double) -> Double { latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))] }
-            let latency =
-                latencies.isEmpty
-                ? nil
-                : Latency(
-                    p50: percentile(0.50), p95: percentile(0.95), p99: percentile(0.99), max: latencies.last!,
-                    mean: latencies.reduce(0, +) / Double(latencies.count))
+            let latency = Latency(milliseconds: latencies)
             let windowBlocks = recorded.blocks.filter { $0.at >= warmupEnd && $0.at < end }
             var blockInterval: Double?
             if windowBlocks.count > 1 {
@@ -326,6 +313,26 @@ struct LoadBench: AsyncParsableCommand {
                 report.boundTps, report.verifyRatePerCore, report.verifyRateBefore, report.verifyRateAfter, setup.cores, setup.validators))
         Swift.print(String(format: "  ratio          %.0f%% of the bound", report.ratioToBound * 100))
         for note in report.notes { Swift.print("  note: \(note)") }
+    }
+}
+
+/// Percentiles of latencies in milliseconds.
+struct LatencySummary: Codable {
+    var p50: Double
+    var p95: Double
+    var p99: Double
+    var max: Double
+    var mean: Double
+
+    init?(milliseconds: [Double]) {
+        guard !milliseconds.isEmpty else { return nil }
+        let sorted = milliseconds.sorted()
+        func percentile(_ p: Double) -> Double { sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))] }
+        p50 = percentile(0.50)
+        p95 = percentile(0.95)
+        p99 = percentile(0.99)
+        max = sorted.last!
+        mean = sorted.reduce(0, +) / Double(sorted.count)
     }
 }
 

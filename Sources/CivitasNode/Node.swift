@@ -130,6 +130,15 @@ public actor Node {
         mempoolGauge.record(replica.mempool.count)
     }
 
+    /// Admits verified transactions in one step; for each, nil or why it was refused.
+    public func submit(_ transactions: [VerifiedTransaction]) -> [TransactionError?] {
+        startIfNeeded()
+        let (errors, effects) = replica.submit(transactions, now: now)
+        perform(effects)
+        mempoolGauge.record(replica.mempool.count)
+        return errors
+    }
+
     /// A message from validator `peer`, decoded by the transport.
     public func receive(_ message: PeerMessage, from peer: UInt16) {
         startIfNeeded()

@@ -110,6 +110,9 @@ public final class Replica {
     private var certificates: [Hash: QuorumCertificate] = [:]
     private var wantedProposal: ProposalRequest?
     private var lastProposalMilliseconds: UInt64 = 0
+    /// A proposal timer is set and has not fired: admissions meanwhile need not reap the
+    /// mempool again, nor set another.
+    private var proposalTimerSet = false
     private var gossip: [SignedTransaction] = []
     private var gossipScheduled = false
     private var syncInFlight = false
@@ -229,16 +232,34 @@ public final class Replica {
 
     /// Admits a verified client transaction; it is gossiped to the other validators.
     public func submit(_ transaction: VerifiedTransaction, now: UInt64) throws(TransactionError) -> [ReplicaEffect] {
+        let (errors, effects) = submit([transaction], now: now)
+        if let error = errors[0] { throw error }
+        return effects
+    }
+
+    /// Admits each of `transactions` or says why not (same order), then looks for work
+    /// once for the whole batch.
+    public func submit(_ transactions: [VerifiedTransaction], now: UInt64) -> (errors: [TransactionError?], effects: [ReplicaEffect]) {
         self.now = now
-        try admit(transaction)
-        gossip.append(transaction.transaction)
+        var errors: [TransactionError?] = []
+        errors.reserveCapacity(transactions.count)
+        for transaction in transactions {
+            do throws(TransactionError) {
+                try admit(transaction)
+                gossip.append(transaction.transaction)
+                errors.append(nil)
+            } catch {
+                errors.append(error)
+            }
+        }
         var effects: [ReplicaEffect] = []
+        guard errors.contains(where: { $0 == nil }) else { return (errors, effects) }
         if !gossipScheduled, validators.validators.count > 1 {
             gossipScheduled = true
             effects.append(.timer(.gossip, afterMilliseconds: settings.gossipMilliseconds))
         }
         do { try workChanged(&effects) } catch { fatal(error) }
-        return effects
+        return (errors, effects)
     }
 
     /// Transactions gossiped by a peer, already verified (in parallel, off this path).
@@ -294,6 +315,7 @@ public final class Replica {
                 guard epoch == validators.epoch else { break }
                 try apply(consensus.handle(.timerFired(round: round)), &effects)
             case .propose:
+                proposalTimerSet = false
                 try proposeIfReady(&effects)
             case .gossip:
                 gossipScheduled = false
@@ -498,6 +520,11 @@ public final class Replica {
             return
         }
         guard let view = stateView(after: request.parent.hash), let parentHeader = header(of: request.parent.hash) else { return }
+        let interval = genesis.consensus.blockIntervalMilliseconds
+        let early = now < lastProposalMilliseconds + interval
+        // Too early for a part-full block and a timer is already set: reaping now would
+        // find the same answer, at a cost that grows with the mempool.
+        if early, proposalTimerSet, mempool.count < Int(genesis.consensus.blockTransactionsMax) { return }
         let height = request.parent.height + 1
         let picked =
             epochEnds(through: request.parent.hash)
@@ -507,9 +534,11 @@ public final class Replica {
                 accountNonce: { address in (try? StateKeys.decodeU64(view.value(for: StateKeys.nonce(address)))) ?? 0 })
         // An empty block is worth proposing only to commit blocks that carry transactions.
         guard !picked.isEmpty || consensus.uncommittedTransactions else { return }
-        let interval = genesis.consensus.blockIntervalMilliseconds
-        if !picked.isEmpty, picked.count < Int(genesis.consensus.blockTransactionsMax), now < lastProposalMilliseconds + interval {
-            effects.append(.timer(.propose, afterMilliseconds: lastProposalMilliseconds + interval - now))
+        if !picked.isEmpty, picked.count < Int(genesis.consensus.blockTransactionsMax), early {
+            if !proposalTimerSet {
+                proposalTimerSet = true
+                effects.append(.timer(.propose, afterMilliseconds: lastProposalMilliseconds + interval - now))
+            }
             return
         }
         guard let result = try execute(picked, height: height, on: request.parent.hash) else { return }

@@ -12,6 +12,11 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
     private let syncWrite: OpaquePointer
     private let asyncWrite: OpaquePointer
     private let options: OpaquePointer
+    private let tableOptions: OpaquePointer
+    private let blockCache: OpaquePointer
+
+    /// Shared by a store's tables: state nodes and recent blocks stay in memory.
+    public static let blockCacheBytes = 256 << 20
     public let path: String
 
     public init(path: String) throws(StorageError) {
@@ -19,10 +24,23 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
         options = rocksdb_options_create()
         rocksdb_options_set_create_if_missing(options, 1)
         rocksdb_options_increase_parallelism(options, 2)
+        // Most reads are point lookups of hashes, many of absent keys (is this
+        // transaction already committed?): bloom filters on tables and memtables answer
+        // those without reading a block.
+        tableOptions = rocksdb_block_based_options_create()
+        blockCache = rocksdb_cache_create_lru(Self.blockCacheBytes)
+        rocksdb_block_based_options_set_block_cache(tableOptions, blockCache)
+        rocksdb_block_based_options_set_filter_policy(tableOptions, rocksdb_filterpolicy_create_bloom_full(10))
+        rocksdb_block_based_options_set_cache_index_and_filter_blocks(tableOptions, 1)
+        rocksdb_options_set_block_based_table_factory(options, tableOptions)
+        rocksdb_options_set_memtable_prefix_bloom_size_ratio(options, 0.1)
+        rocksdb_options_set_memtable_whole_key_filtering(options, 1)
         var error: UnsafeMutablePointer<CChar>?
         guard let handle = rocksdb_open(options, path, &error) else {
             let message = Self.take(error) ?? "unknown error"
             rocksdb_options_destroy(options)
+            rocksdb_block_based_options_destroy(tableOptions)
+            rocksdb_cache_destroy(blockCache)
             throw StorageError(.openFailed, "cannot open RocksDB at \(path): \(message)")
         }
         db = handle
@@ -38,6 +56,8 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
         rocksdb_writeoptions_destroy(syncWrite)
         rocksdb_writeoptions_destroy(asyncWrite)
         rocksdb_options_destroy(options)
+        rocksdb_block_based_options_destroy(tableOptions)
+        rocksdb_cache_destroy(blockCache)
     }
 
     private static func take(_ error: UnsafeMutablePointer<CChar>?) -> String? {
