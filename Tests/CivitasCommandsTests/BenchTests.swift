@@ -1,5 +1,6 @@
 import ArgumentParser
 import CivitasCore
+import CivitasTesting
 import Testing
 
 @testable import CivitasCommands
@@ -15,5 +16,48 @@ import Testing
         #expect(throws: (any Error).self) { try VerifyBench.parse(["--seconds", "0"]) }
         #expect(throws: (any Error).self) { try ContractBench.parse(["--block", "0"]) }
         #expect(try VerifyBench.parse(["--scheme", "sm2", "--validators", "1"]).validators == 1)
+    }
+}
+
+@Suite struct LoadBenchOptionTests {
+    @Test func loadOptionsAreCheckedBeforeAnythingRuns() throws {
+        #expect(throws: (any Error).self) { try LoadBench.parse([]) }
+        #expect(throws: (any Error).self) { try LoadBench.parse(["--dir", "d", "--mode", "open"]) }
+        #expect(throws: (any Error).self) { try LoadBench.parse(["--dir", "d", "--rate", "10"]) }
+        #expect(throws: (any Error).self) { try LoadBench.parse(["--dir", "d", "--node", "http://127.0.0.1:1"]) }
+        #expect(throws: (any Error).self) { try LoadBench.parse(["--node", "http://127.0.0.1:1"]) }
+        #expect(throws: (any Error).self) { try LoadBench.parse(["--dir", "d", "--workload", "sql"]) }
+        #expect(throws: (any Error).self) { try LoadBench.parse(["--dir", "d", "--batch", "0"]) }
+        #expect(throws: (any Error).self) { try EtcdBench.parse([]) }
+        let open = try LoadBench.parse(["--dir", "d", "--mode", "open", "--rate", "500", "--workload", "transfer", "--accounts", "10"])
+        #expect(open.rate == 500 && open.workload == .transfer && open.accounts == 10)
+    }
+
+    @Test func endpointsMustBeLoopbackHTTPAddresses() throws {
+        #expect(try LoopbackHTTP.Endpoint(url: "http://localhost:7700").host == "127.0.0.1")
+        #expect(throws: (any Error).self) { try LoopbackHTTP.Endpoint(url: "https://127.0.0.1:7700") }
+        #expect(throws: (any Error).self) { try LoopbackHTTP.Endpoint(url: "http://127.0.0.1") }
+        #expect(throws: (any Error).self) { try LoopbackHTTP.Endpoint(url: "http://example.org:80") }
+    }
+
+    @Test func zipfianChoicesAreInRangeAndSkewed() {
+        let chooser = ZipfianChooser(count: 1_000)
+        var random = SeededRandom(seed: 3)
+        var counts = [Int](repeating: 0, count: 1_000)
+        for _ in 0..<20_000 { counts[chooser.record(&random)] += 1 }
+        let sorted = counts.sorted(by: >)
+        // Under θ = 0.99 the hottest record takes about a seventh of the choices; under a
+        // uniform choice it would take about 0.1%.
+        #expect(sorted[0] > 1_500)
+        #expect(sorted[0] > 20 * sorted[500])
+        var uniformRanks = SeededRandom(seed: 3)
+        #expect((0..<1_000).allSatisfy { _ in (0..<1_000).contains(chooser.rank(&uniformRanks)) })
+    }
+
+    @Test func latencyPercentilesComeFromTheSortedSamples() throws {
+        let summary = try #require(LatencySummary(milliseconds: (1...100).reversed().map(Double.init)))
+        #expect(summary.p50 == 51 && summary.p95 == 96 && summary.p99 == 100 && summary.max == 100)
+        #expect(summary.mean == 50.5)
+        #expect(LatencySummary(milliseconds: []) == nil)
     }
 }

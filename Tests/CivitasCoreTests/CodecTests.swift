@@ -158,3 +158,23 @@ import Testing
 }
 
 import Foundation
+
+@Suite struct HashBytesTests {
+    @Test func bytesHexAndOrderAgree() throws {
+        var random = SeededRandom(seed: 7)
+        var hashes: [Hash] = []
+        for _ in 0..<200 {
+            let bytes = (0..<32).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+            let hash = Hash(bytes: bytes)
+            #expect(hash.bytes == bytes)
+            #expect(Hash(bytes: bytes[...]) == hash)
+            #expect(Hash(hex: hash.hex) == hash)
+            hashes.append(hash)
+        }
+        // Order is the order of the bytes, most significant first.
+        let byHash = hashes.sorted()
+        let byBytes = hashes.sorted { $0.bytes.lexicographicallyPrecedes($1.bytes) }
+        #expect(byHash == byBytes)
+        #expect(Hash(bytes: [UInt8](repeating: 0, count: 31) + [1]).bit(255))
+    }
+}

@@ -124,3 +124,41 @@ import Testing
         #expect(try tree.entries(root: first, after: nil, limit: 100, bytesMax: 20).count == 2)
     }
 }
+
+@Suite struct StateNodeCacheTests {
+    func key(_ i: Int) -> [UInt8] { Array("key-\(i)".utf8) }
+
+    @Test func aCachedTreeGivesTheSameRootsAndProofsAsAnUncachedOne() throws {
+        let hasher = ChainHasher(.sha256)
+        let store = MemoryStore()
+        let plain = StateTree(store: store, hasher: hasher)
+        // A tiny cache, so generations turn over many times during the test.
+        let cache = StateNodeCache(capacity: 50)
+        let cached = StateTree(store: store, hasher: hasher, cache: cache)
+        var root = Hash.zero
+        for round in 0..<20 {
+            let changes = (0..<40).map { StateTree.Change(key: key((round * 17 + $0 * 7) % 300), value: $0 % 9 == 0 ? nil : [UInt8(round), UInt8($0)]) }
+            let (expected, batch) = try plain.update(root: root, changes: changes)
+            let (actual, _) = try cached.update(root: root, changes: changes)
+            #expect(actual == expected)
+            try store.write(batch, durable: true)
+            root = expected
+            #expect(cache.count <= 100)
+        }
+        for i in stride(from: 0, to: 300, by: 11) {
+            #expect(try cached.prove(key(i), root: root) == (try plain.prove(key(i), root: root)))
+        }
+    }
+
+    @Test func nodesOfAnUncommittedUpdateAreServedFromTheCacheByContent() throws {
+        let hasher = ChainHasher(.sha256)
+        let cache = StateNodeCache()
+        let tree = StateTree(store: MemoryStore(), hasher: hasher, cache: cache)
+        // The batch is never written: reads at the new root come from the cache alone,
+        // which is sound because a node's hash names its content.
+        let (root, _) = try tree.update(root: .zero, changes: (0..<10).map { .init(key: key($0), value: [1]) })
+        #expect(try tree.get(key(3), root: root) == [1])
+        let uncached = StateTree(store: MemoryStore(), hasher: hasher)
+        #expect(throws: StateError.self) { try uncached.get(key(3), root: root) }
+    }
+}

@@ -1,0 +1,84 @@
+import CivitasTesting
+import Foundation
+import Testing
+
+/// `civitas bench` against real node processes: it creates a local network with its
+/// sender keys, loads it, and reports figures that agree with each other.
+@Suite(.serialized) struct LoadBenchTests {
+    let support = CrashRecoveryTests()
+
+    struct Report: Decodable {
+        struct Latency: Decodable {
+            var p50: Double
+            var p99: Double
+        }
+        struct Node: Decodable {
+            var cpuPercent: Double
+            var peakRssMib: Double
+        }
+        var committedTps: Double
+        var submittedTps: Double
+        var boundTps: Double
+        var ratioToBound: Double
+        var latencyMs: Latency?
+        var committed: Int
+        var failedReceipts: Int
+        var nodes: [Node]
+    }
+
+    func bench(_ arguments: [String], in directory: String) throws -> (status: Int32, report: Report?, output: String) {
+        let file = directory + "/bench-\(UUID().uuidString).json"
+        let status = try support.run(["bench"] + arguments + ["--json"], output: file)
+        let output = (try? String(contentsOfFile: file, encoding: .utf8)) ?? ""
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        return (status, try? decoder.decode(Report.self, from: Data(output.utf8)), output)
+    }
+
+    @Test(arguments: ["kv", "noop"])
+    func closedLoopLoadCommitsWhatItSubmits(_ workload: String) throws {
+        let directory = TemporaryDirectory("e2e-bench")
+        defer { directory.remove() }
+        let run = try bench(
+            [
+                "--dir", directory.path + "/net", "--devnet", "2", "--clients", "4", "--workload", workload, "--concurrency", "2",
+                "--batch", "20", "--duration", "2", "--warmup", "1", "--transactions-max", "4000",
+            ], in: directory.path)
+        #expect(run.status == 0, "\(run.output)")
+        let report = try #require(run.report, "\(run.output)")
+        #expect(report.committed > 0)
+        #expect(report.failedReceipts == 0)
+        #expect(report.committedTps > 0 && report.boundTps > 0)
+        #expect(abs(report.ratioToBound - report.committedTps / report.boundTps) < 1e-9)
+        let latency = try #require(report.latencyMs)
+        #expect(latency.p50 > 0 && latency.p50 <= latency.p99)
+        #expect(report.nodes.count == 2 && report.nodes.allSatisfy { $0.peakRssMib > 0 })
+        // The command stops the nodes it started.
+        for index in 0..<2 {
+            let pid = (try? String(contentsOfFile: directory.path + "/net/node\(index)/node.pid", encoding: .utf8)) ?? ""
+            #expect(pid.isEmpty || kill(pid_t(pid.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0, 0) != 0)
+        }
+    }
+
+    @Test func openLoopHoldsItsRateWellBelowSaturation() throws {
+        let directory = TemporaryDirectory("e2e-bench-open")
+        defer { directory.remove() }
+        let run = try bench(
+            [
+                "--dir", directory.path + "/net", "--devnet", "1", "--clients", "2", "--mode", "open", "--rate", "100",
+                "--concurrency", "2", "--batch", "10", "--duration", "3", "--warmup", "1",
+            ], in: directory.path)
+        #expect(run.status == 0, "\(run.output)")
+        let report = try #require(run.report, "\(run.output)")
+        #expect(report.submittedTps > 80 && report.submittedTps < 120)
+        #expect(report.committed > 0)
+    }
+
+    @Test func aNodeThatIsNotThereIsAClearError() throws {
+        let directory = TemporaryDirectory("e2e-bench-bad")
+        defer { directory.remove() }
+        let file = directory.path + "/out.txt"
+        let status = try support.run(["bench", "--node", "http://127.0.0.1:1", "--key", directory.path + "/missing.json"], output: file)
+        #expect(status != 0)
+    }
+}
