@@ -51,7 +51,7 @@ public struct APIError: HTTPResponseError {
             switch error.code {
             case .notFound: .notFound
             case .heightNotCommitted, .noCertifiedBlock: .notFound
-            case .tooManyWaiters, .tooManySubscribers: .serviceUnavailable
+            case .tooManyWaiters, .tooManySubscribers, .stopping: .serviceUnavailable
             default: .internalServerError
             }
         return APIError(status, error.code.rawValue, error.message)

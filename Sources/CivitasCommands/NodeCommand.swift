@@ -65,6 +65,15 @@ struct NodeCommand: AsyncParsableCommand {
                 },
                 logger: logger)
 
+            // Beside the server's own handling of the same signals: end the event streams,
+            // so that its graceful shutdown is not left waiting on them.
+            let stopSignals = [SIGTERM, SIGINT].map { number in
+                let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+                source.setEventHandler { Task { await node.endSubscriptions() } }
+                source.resume()
+                return source
+            }
+            defer { for source in stopSignals { source.cancel() } }
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { await node.run() }
                 group.addTask { try await app.runService() }

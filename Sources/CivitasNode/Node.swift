@@ -279,6 +279,7 @@ public actor Node {
     /// A stream of committed blocks and their events. A subscriber that falls more than
     /// `eventBufferMax` blocks behind loses the oldest ones rather than growing memory.
     public func subscribe() throws(NodeError) -> AsyncStream<ChainEvent> {
+        guard !subscriptionsEnded else { throw NodeError(.stopping, "the node is stopping") }
         guard subscribers.count < limits.subscribersMax else {
             throw NodeError(.tooManySubscribers, "\(subscribers.count) event subscribers already")
         }
@@ -291,6 +292,16 @@ public actor Node {
     }
 
     private func unsubscribe(_ id: Int) { subscribers[id] = nil }
+
+    private var subscriptionsEnded = false
+
+    /// Ends every event stream and refuses new ones. A stopping server waits for its open
+    /// responses, and an event stream on a quiet chain would otherwise never end.
+    public func endSubscriptions() {
+        subscriptionsEnded = true
+        for subscriber in subscribers.values { subscriber.finish() }
+        subscribers.removeAll()
+    }
 
     // MARK: Queries
 

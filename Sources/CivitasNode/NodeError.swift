@@ -9,6 +9,7 @@ public struct NodeError: Error, Equatable, Sendable, CustomStringConvertible {
         case noCertifiedBlock = "node.no_certified_block"
         case tooManyWaiters = "node.too_many_waiters"
         case tooManySubscribers = "node.too_many_subscribers"
+        case stopping = "node.stopping"
         case storage = "node.storage"
         case config = "node.config"
     }

@@ -1,4 +1,5 @@
 import CivitasTesting
+@testable import CivitasCommands
 import Foundation
 import Testing
 
@@ -80,5 +81,29 @@ import Testing
         let file = directory.path + "/out.txt"
         let status = try support.run(["bench", "--node", "http://127.0.0.1:1", "--key", directory.path + "/missing.json"], output: file)
         #expect(status != 0)
+    }
+}
+
+/// Found by the load bench: a node whose quiet event stream had a client never finished
+/// its graceful shutdown after SIGTERM.
+@Suite(.serialized) struct ShutdownTests {
+    let support = CrashRecoveryTests()
+
+    @Test func sigtermStopsANodeWhileAnEventStreamIsOpen() async throws {
+        let directory = TemporaryDirectory("e2e-stop")
+        defer { directory.remove() }
+        let network = directory.path + "/net"
+        #expect(try support.run(["init", "--home", network, "--api-port", "0", "--validators", "1"]) == 0)
+        let node = try await support.start(home: network + "/node0")
+        defer { if node.process.isRunning { kill(node.process.processIdentifier, SIGKILL) } }
+        let endpoint = try LoopbackHTTP.Endpoint(url: node.endpoint)
+        let stream = try LoopbackHTTP(endpoint, timeoutSeconds: 10)
+        try stream.send(endpoint.request("GET", "/v1/events"))
+        #expect(try stream.head().status == 200)
+
+        node.process.terminate()
+        // Bounded: 200 × 50 ms.
+        for _ in 0..<200 where node.process.isRunning { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(!node.process.isRunning, "the node did not stop within 10 s of SIGTERM")
     }
 }
