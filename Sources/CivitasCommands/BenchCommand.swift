@@ -9,7 +9,7 @@ import Foundation
 /// Benchmarks. Figures and the machine they came from go in docs/benchmarks.md.
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Measure Civitas (use a release build).", subcommands: [LoadBench.self, VerifyBench.self, ContractBench.self, EtcdBench.self],
+        abstract: "Measure Civitas (use a release build).", subcommands: [LoadBench.self, VerifyBench.self, ContractBench.self, StateBench.self, EtcdBench.self],
         defaultSubcommand: LoadBench.self)
 }
 
@@ -55,6 +55,26 @@ struct VerifyBench: AsyncParsableCommand {
         }
         let elapsed = clock.now - start
         return Double(count) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+    }
+
+    /// Verifications per second with `threads` threads verifying at once, summed.
+    static func parallelRate(_ scheme: SignatureScheme, seconds: Double, threads: Int) throws -> Double {
+        final class Rates: @unchecked Sendable {
+            let lock = NSLock()
+            var total = 0.0
+            var failure: (any Error)?
+        }
+        let rates = Rates()
+        DispatchQueue.concurrentPerform(iterations: threads) { _ in
+            do {
+                let value = try rate(scheme, seconds: seconds)
+                rates.lock.withLock { rates.total += value }
+            } catch {
+                rates.lock.withLock { rates.failure = error }
+            }
+        }
+        if let failure = rates.failure { throw failure }
+        return rates.total
     }
 
     func run() async throws {

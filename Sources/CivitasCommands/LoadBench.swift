@@ -120,6 +120,13 @@ struct LoadBench: AsyncParsableCommand {
         var verifyRateAfter: Double
         var boundTps: Double
         var ratioToBound: Double
+        /// Verifications per second with every core verifying at once (cores that share a
+        /// host do not scale perfectly), and the bound and ratio that gives.
+        var verifyRateAllCores: Double
+        var boundAllCoresTps: Double
+        var ratioToAllCoresBound: Double
+        /// CPU of this load generator over the measured window, in % of one core.
+        var generatorCpuPercent: Double
         var notes: [String]
     }
 
@@ -171,6 +178,7 @@ struct LoadBench: AsyncParsableCommand {
 
         // The bound, measured now and again after the run: this machine's speed drifts.
         let before = try VerifyBench.rate(scheme, seconds: 2)
+        let allCores = try VerifyBench.parallelRate(scheme, seconds: 2, threads: cores)
 
         let total = Double(warmup + duration)
         let wanted = mode == .open ? Int(rate! * total) : Int(before * Double(cores) / Double(max(validatorCount, 1)) * 1.5 * total)
@@ -204,10 +212,13 @@ struct LoadBench: AsyncParsableCommand {
         // Sample the node processes at the edges of the measured window.
         try await sleep(until: warmupEnd, recorder)
         cpuStart = probes.map { $0.cpuSeconds() }
+        let generator = NodeProcessProbe(pid: getpid(), home: "")
+        let generatorStart = generator.cpuSeconds() ?? 0
         diskStart = probes.map { $0.diskBytes() }
         committedAtWarmupEnd = recorder.snapshot { $0.committed.count { $0 != LoadRecorder.never } }
         try await sleep(until: end, recorder)
         let cpuEnd = probes.map { $0.cpuSeconds() }
+        let generatorEnd = generator.cpuSeconds() ?? 0
         let windowSeconds = Double(recorder.now - warmupEnd) / 1e9
         for worker in workers { worker.join() }
         recorder.drain(from: warmupEnd, deadline: recorder.now + Int64(drain * 1e9))
@@ -268,7 +279,10 @@ struct LoadBench: AsyncParsableCommand {
                 submittedTps: Double(submittedInWindow) / duration, committedTps: committedTps, latencyMs: latency,
                 committed: committedInWindow, failedReceipts: recorded.failed, uncommitted: uncommitted, rejected: recorded.rejections,
                 blockIntervalMs: blockInterval, transactionsPerBlock: perBlock, nodes: figures, verifyRatePerCore: rate,
-                verifyRateBefore: before, verifyRateAfter: after, boundTps: bound, ratioToBound: committedTps / bound, notes: notes)
+                verifyRateBefore: before, verifyRateAfter: after, boundTps: bound, ratioToBound: committedTps / bound,
+                verifyRateAllCores: allCores, boundAllCoresTps: allCores / Double(max(validatorCount, 1)),
+                ratioToAllCoresBound: committedTps / (allCores / Double(max(validatorCount, 1))),
+                generatorCpuPercent: (generatorEnd - generatorStart) / windowSeconds * 100, notes: notes)
         }
         if json {
             let encoder = JSONEncoder()
@@ -312,6 +326,11 @@ struct LoadBench: AsyncParsableCommand {
                 format: "  bound          %.0f tx/s = %.0f verifications/s per core (before %.0f, after %.0f) × %d cores ÷ %d validators",
                 report.boundTps, report.verifyRatePerCore, report.verifyRateBefore, report.verifyRateAfter, setup.cores, setup.validators))
         Swift.print(String(format: "  ratio          %.0f%% of the bound", report.ratioToBound * 100))
+        Swift.print(
+            String(
+                format: "  all cores      %.0f verifications/s verifying together: bound %.0f tx/s, ratio %.0f%%",
+                report.verifyRateAllCores, report.boundAllCoresTps, report.ratioToAllCoresBound * 100))
+        Swift.print(String(format: "  generator      CPU %.0f%% (this process)", report.generatorCpuPercent))
         for note in report.notes { Swift.print("  note: \(note)") }
     }
 }

@@ -113,6 +113,7 @@ public final class Replica {
     /// A proposal timer is set and has not fired: admissions meanwhile need not reap the
     /// mempool again, nor set another.
     private var proposalTimerSet = false
+    private var cachedView: (parent: Hash, head: Hash, view: StateStore)?
     private var gossip: [SignedTransaction] = []
     private var gossipScheduled = false
     private var syncInFlight = false
@@ -439,6 +440,9 @@ public final class Replica {
     /// uncommitted ancestors' writes laid over the disk.
     private func stateView(after parent: Hash) -> StateStore? {
         if parent == head.hash { return state }
+        // A view depends only on the blocks between the head and `parent`, which a hash
+        // fixes; proposing and executing one block ask for the same view more than once.
+        if let cached = cachedView, cached.parent == parent, cached.head == head.hash { return cached.view }
         var layers: [WriteBatch] = []
         var cursor = parent
         while cursor != head.hash {
@@ -446,7 +450,9 @@ public final class Replica {
             layers.append(block.batch)
             cursor = block.block.header.parent
         }
-        return StateStore(store: OverlayStore(base: store, layers: layers.reversed()), hasher: hasher, cache: nodeCache)
+        let view = StateStore(store: OverlayStore(base: store, layers: layers.reversed()), hasher: hasher, cache: nodeCache)
+        cachedView = (parent, head.hash, view)
+        return view
     }
 
     private func header(of hash: Hash) -> BlockHeader? {
@@ -519,12 +525,12 @@ public final class Replica {
             wantedProposal = nil
             return
         }
-        guard let view = stateView(after: request.parent.hash), let parentHeader = header(of: request.parent.hash) else { return }
         let interval = genesis.consensus.blockIntervalMilliseconds
         let early = now < lastProposalMilliseconds + interval
         // Too early for a part-full block and a timer is already set: reaping now would
         // find the same answer, at a cost that grows with the mempool.
         if early, proposalTimerSet, mempool.count < Int(genesis.consensus.blockTransactionsMax) { return }
+        guard let view = stateView(after: request.parent.hash), let parentHeader = header(of: request.parent.hash) else { return }
         let height = request.parent.height + 1
         let picked =
             epochEnds(through: request.parent.hash)

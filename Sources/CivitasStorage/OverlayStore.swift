@@ -6,16 +6,24 @@
 /// makes a block and its state durable together.
 public final class OverlayStore: KeyValueStore {
     private let base: any KeyValueStore
-    private let entries: [[UInt8]: [UInt8]?]
+    private let entries: [ByteKey: [UInt8]?]
+
+    /// A key hashed as one block of bytes: `[UInt8]`'s own hashing feeds the hasher a
+    /// byte at a time, which made building a view of a few blocks' writes slow.
+    struct ByteKey: Hashable {
+        let bytes: [UInt8]
+        func hash(into hasher: inout Hasher) { bytes.withUnsafeBytes { hasher.combine(bytes: $0) } }
+    }
 
     public init(base: any KeyValueStore, layers: [WriteBatch]) {
         self.base = base
-        var entries: [[UInt8]: [UInt8]?] = [:]
+        var entries: [ByteKey: [UInt8]?] = [:]
+        entries.reserveCapacity(layers.reduce(0) { $0 + $1.operations.count })
         for layer in layers {
             for operation in layer.operations {
                 switch operation {
-                case .put(let key, let value): entries[key] = .some(value)
-                case .delete(let key): entries[key] = .some(nil)
+                case .put(let key, let value): entries[ByteKey(bytes: key)] = .some(value)
+                case .delete(let key): entries[ByteKey(bytes: key)] = .some(nil)
                 }
             }
         }
@@ -23,7 +31,7 @@ public final class OverlayStore: KeyValueStore {
     }
 
     public func get(_ key: [UInt8]) throws(StorageError) -> [UInt8]? {
-        if let layered = entries[key] { return layered }
+        if let layered = entries[ByteKey(bytes: key)] { return layered }
         return try base.get(key)
     }
 
@@ -33,11 +41,11 @@ public final class OverlayStore: KeyValueStore {
 
     public func scan(prefix: [UInt8], start: [UInt8]?, limit: Int) throws(StorageError) -> [(key: [UInt8], value: [UInt8])] {
         let from = start ?? prefix
-        let layered = entries.filter { $0.key.starts(with: prefix) && !$0.key.lexicographicallyPrecedes(from) }
+        let layered = entries.filter { $0.key.bytes.starts(with: prefix) && !$0.key.bytes.lexicographicallyPrecedes(from) }
         // Enough base entries to fill `limit` even if every layered key shadows one.
         var merged: [[UInt8]: [UInt8]] = [:]
         for entry in try base.scan(prefix: prefix, start: start, limit: limit + layered.count) { merged[entry.key] = entry.value }
-        for (key, value) in layered { merged[key] = value }
+        for (key, value) in layered { merged[key.bytes] = value }
         return merged.sorted { $0.key.lexicographicallyPrecedes($1.key) }.prefix(limit).map { (key: $0.key, value: $0.value) }
     }
 }
