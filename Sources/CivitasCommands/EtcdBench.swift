@@ -96,13 +96,7 @@ struct EtcdBench: AsyncParsableCommand {
             endpoints: targets.count, concurrency: concurrency, durationSeconds: duration,
             committedTps: Double(tallies.reduce(0) { $0 + $1.completed }) / duration,
             latencyMs: LatencySummary(milliseconds: tallies.flatMap(\.latencies)), errors: tallies.reduce(0) { $0 + $1.errors })
-        if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            encoder.keyEncodingStrategy = .convertToSnakeCase
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
-            return
-        }
+        if json { return try Output.json(report, snakeCase: true) }
         print("etcd puts, \(targets.count) endpoints, \(concurrency) clients, \(Int(duration)) s after \(Int(warmup)) s warm-up")
         print(String(format: "  committed      %9.0f puts/s   (%d errors)", report.committedTps, report.errors))
         if let latency = report.latencyMs {

@@ -285,10 +285,7 @@ struct LoadBench: AsyncParsableCommand {
                 generatorCpuPercent: (generatorEnd - generatorStart) / windowSeconds * 100, notes: notes)
         }
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            encoder.keyEncodingStrategy = .convertToSnakeCase
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            try Output.json(report, snakeCase: true)
         } else {
             Self.render(report)
         }

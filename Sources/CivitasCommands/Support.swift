@@ -48,9 +48,11 @@ struct CommandError: Error, CustomStringConvertible {
 }
 
 enum Output {
-    static func json(_ value: some Encodable) throws {
+    /// `snakeCase`: keys as `committed_tps`, for reports that other tools read.
+    static func json(_ value: some Encodable, snakeCase: Bool = false) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        if snakeCase { encoder.keyEncodingStrategy = .convertToSnakeCase }
         print(String(decoding: try encoder.encode(value), as: UTF8.self))
     }
 }
