@@ -261,10 +261,13 @@ final class LoadRecorder: @unchecked Sendable {
     /// `deadline`.
     func drain(from: Int64, deadline: Int64) {
         condition.withLock {
+            // Sending has stopped: the set to wait for only shrinks, so each wake-up
+            // rechecks what was still pending rather than every transaction of the plan.
+            var pending = submitted.indices.filter { submitted[$0] >= from && committed[$0] == Self.never }
             while eventError == nil {
-                let pending = submitted.indices.contains { submitted[$0] >= from && committed[$0] == Self.never }
+                pending.removeAll { committed[$0] != Self.never }
                 let left = deadline - now
-                if !pending || left <= 0 { return }
+                if pending.isEmpty || left <= 0 { return }
                 _ = condition.wait(until: Date(timeIntervalSinceNow: min(Double(left) / 1e9, 0.2)))
             }
         }
@@ -419,7 +422,7 @@ final class LoadWorker: @unchecked Sendable {
     }
 }
 
-/// CPU time, peak memory and disk use of a local node process, from /proc and its home.
+/// CPU time, peak memory and disk use of a local process, from /proc and its home.
 struct NodeProcessProbe {
     var pid: pid_t
     var home: String
@@ -444,16 +447,5 @@ struct NodeProcessProbe {
     }
 
     /// Bytes of the node's files, logs aside.
-    func diskBytes() -> Int {
-        guard let walker = FileManager.default.enumerator(atPath: home) else { return 0 }
-        var total = 0
-        while let path = walker.nextObject() as? String {
-            guard !path.hasSuffix(".log"),
-                let attributes = try? FileManager.default.attributesOfItem(atPath: home + "/" + path),
-                attributes[.type] as? FileAttributeType == .typeRegular
-            else { continue }
-            total += (attributes[.size] as? NSNumber)?.intValue ?? 0
-        }
-        return total
-    }
+    func diskBytes() -> Int { FileSystem.directoryBytes(home) }
 }

@@ -94,7 +94,7 @@ struct StateBench: AsyncParsableCommand {
         let executor = Executor(chainId: chain.genesis.chainId, hasher: hasher)
         var height: UInt64 = 1
         var elapsed = Duration.zero
-        let diskBefore = NodeProcessProbe(pid: 0, home: path).diskBytes()
+        let diskBefore = FileSystem.directoryBytes(path)
         for number in 0...blocks {
             let transactions = try chain.sign(
                 (0..<block).map { _ in
@@ -112,7 +112,7 @@ struct StateBench: AsyncParsableCommand {
             if number > 0 { elapsed += ContinuousClock.now - start }
             height += 1
         }
-        let diskAfter = NodeProcessProbe(pid: 0, home: path).diskBytes()
+        let diskAfter = FileSystem.directoryBytes(path)
         let timed = Double(block * blocks)
         return Result(
             records: count, loadSeconds: loadSeconds, microsecondsPerTransaction: elapsed.seconds * 1e6 / timed,

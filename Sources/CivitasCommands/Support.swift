@@ -15,6 +15,20 @@ enum ProcessEnvironment {
 enum FileSystem {
     static func exists(_ path: String) -> Bool { FileManager.default.fileExists(atPath: path) }
 
+    /// Total size of the regular files under `path`, `.log` files aside.
+    static func directoryBytes(_ path: String) -> Int {
+        guard let walker = FileManager.default.enumerator(atPath: path) else { return 0 }
+        var total = 0
+        while let file = walker.nextObject() as? String {
+            guard !file.hasSuffix(".log"),
+                let attributes = try? FileManager.default.attributesOfItem(atPath: path + "/" + file),
+                attributes[.type] as? FileAttributeType == .typeRegular
+            else { continue }
+            total += (attributes[.size] as? NSNumber)?.intValue ?? 0
+        }
+        return total
+    }
+
     static func createDirectory(_ path: String) throws {
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     }
