@@ -25,6 +25,11 @@ public final class Ledger: Sendable {
     static let heightKey = StorePrefix.metadata.key(Array("height".utf8))
     static let genesisKey = StorePrefix.metadata.key(Array("genesis".utf8))
     static let safetyKey = StorePrefix.metadata.key(Array("safety".utf8))
+    static let formatKey = StorePrefix.metadata.key(Array("format".utf8))
+
+    /// The layout of the store's contents this code writes and reads. Format 1 stored
+    /// one state-tree node per binary level; format 2 stores four levels per node.
+    public static let storeFormat: UInt64 = 2
 
     static func epochKey(_ epoch: UInt64) -> [UInt8] {
         var writer = CanonicalWriter(capacity: 16)
@@ -48,6 +53,12 @@ public final class Ledger: Sendable {
         guard let bytes = try store.get(Self.genesisKey) else { return nil }
         guard bytes.count == 32 else { throw StorageError(.corrupt, "genesis hash of \(bytes.count) bytes") }
         return Hash(bytes: bytes)
+    }
+
+    /// The store's layout (see `storeFormat`); 1 for stores written before it was recorded.
+    public func format() throws(StorageError) -> UInt64 {
+        guard let bytes = try store.get(Self.formatKey) else { return 1 }
+        return try Self.u64(bytes, "store format")
     }
 
     public func block(at height: UInt64) throws(StorageError) -> CommittedBlock? {
@@ -151,7 +162,12 @@ public final class Ledger: Sendable {
             batch.put(StorePrefix.transaction.key(transactionIds[index].bytes), entry.bytes)
             batch.put(Self.receiptKey(location), receipt.canonicalBytes)
         }
-        if let genesisHash { batch.put(Self.genesisKey, genesisHash.bytes) }
+        if let genesisHash {
+            batch.put(Self.genesisKey, genesisHash.bytes)
+            var format = CanonicalWriter(capacity: 8)
+            format.u64(Self.storeFormat)
+            batch.put(Self.formatKey, format.bytes)
+        }
         batch.put(Self.heightKey, heightBytes.bytes)
         try store.write(batch, durable: true)
     }

@@ -195,6 +195,13 @@ public final class Replica {
             guard try ledger.genesisHash() == genesisHash else {
                 throw NodeError(.genesisMismatch, "the data directory holds another chain than this genesis file")
             }
+            let format = try ledger.format()
+            guard format == Ledger.storeFormat else {
+                throw NodeError(
+                    .storage,
+                    "the data directory has store format \(format) and this node reads format \(Ledger.storeFormat): "
+                        + "move it aside and let the node sync from its peers (docs/operations.md, upgrades)")
+            }
             guard let block = try ledger.block(at: height) else {
                 throw NodeError(.storage, "committed height \(height) has no block")
             }

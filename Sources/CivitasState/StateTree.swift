@@ -20,7 +20,8 @@ public struct StateError: Error, Equatable, Sendable, CustomStringConvertible {
 }
 
 /// The authenticated state: a binary sparse Merkle tree over hashed keys, versioned by
-/// root (every block header names its root; nodes are shared between versions).
+/// root (every block header names its root; nodes are shared between versions), stored
+/// four levels to a node (see `StateNode`).
 ///
 /// Canonical form (which proofs rely on): an empty subtree is the zero hash, and a
 /// subtree holding a single leaf is represented by that leaf at the subtree's top.
@@ -53,11 +54,24 @@ public final class StateTree: Sendable {
         var depth = 0
         while current != .zero {
             switch try load(current) {
-            case .internalNode(let left, let right):
-                let goRight = keyHash.bit(depth)
-                siblings.append(goRight ? left.hash : right.hash)
-                current = goRight ? right.hash : left.hash
-                depth += 1
+            case .internalNode(let children):
+                // The binary levels inside the stored node: the sibling at each is the
+                // hash of the other half of the remaining slots.
+                var low = 0
+                var width = StateNode.fanout
+                var reached = StateNode.Child.empty
+                while width > 1 {
+                    width /= 2
+                    let goRight = keyHash.bit(depth)
+                    let other = goRight ? low : low + width
+                    if goRight { low += width }
+                    siblings.append(fold(children, other, width).hash)
+                    depth += 1
+                    reached = fold(children, low, width)
+                    // A lone leaf or an empty subtree ends the path here, as in the binary tree.
+                    if reached.kind != .internalNode { break }
+                }
+                current = reached.hash
             case .leaf(let leafKeyHash, let valueHash, _, let value):
                 if leafKeyHash == keyHash {
                     return StateProof(key: key, value: value, otherLeaf: nil, siblings: siblings)
@@ -94,13 +108,14 @@ public final class StateTree: Sendable {
                 out.append(Entry(key: key, value: value))
                 bytes += key.count + value.count
                 return true
-            case .internalNode(let left, let right):
-                // On the path of `after`: a left subtree lies wholly before it when its bit is 1.
-                let afterBit = after.map { $0.bit(depth) }
-                if !(onPath && afterBit == true) {
-                    guard try walk(left.hash, depth: depth + 1, onPath: onPath && afterBit == false) else { return false }
+            case .internalNode(let children):
+                // On the path of `after`, the slots before its own lie wholly before it.
+                let afterSlot = onPath ? after?.nibble(depth) : nil
+                for (slot, child) in children.enumerated() where child.kind != .empty {
+                    if let afterSlot, slot < afterSlot { continue }
+                    guard try walk(child.hash, depth: depth + 1, onPath: slot == afterSlot) else { return false }
                 }
-                return try walk(right.hash, depth: depth + 1, onPath: onPath && afterBit == true)
+                return true
             }
         }
         _ = try walk(root, depth: 0, onPath: after != nil)
@@ -175,6 +190,7 @@ public final class StateTree: Sendable {
         return .internalNode
     }
 
+    /// `depth` counts stored levels (four binary levels each).
     private func apply(
         _ node: StateNode.Child, depth: Int, _ updates: ArraySlice<Update>, _ writes: inout WriteBatch
     ) throws(StateError) -> StateNode.Child {
@@ -193,13 +209,18 @@ public final class StateTree: Sendable {
             }
             return try build(depth: depth, merged[...], &writes)
         case .internalNode:
-            guard case .internalNode(let left, let right) = try load(node.hash) else {
+            guard case .internalNode(var children) = try load(node.hash) else {
                 throw StateError(.corruptNode, "node \(node.hash) was named internal by its parent")
             }
-            let split = updates.firstIndex { $0.keyHash.bit(depth) } ?? updates.endIndex
-            let newLeft = try apply(left, depth: depth + 1, updates[..<split], &writes)
-            let newRight = try apply(right, depth: depth + 1, updates[split...], &writes)
-            return join(newLeft, newRight, &writes)
+            var start = updates.startIndex
+            while start < updates.endIndex {
+                let slot = updates[start].keyHash.nibble(depth)
+                var end = updates.index(after: start)
+                while end < updates.endIndex, updates[end].keyHash.nibble(depth) == slot { end += 1 }
+                children[slot] = try apply(children[slot], depth: depth + 1, updates[start..<end], &writes)
+                start = end
+            }
+            return stored(children, &writes)
         }
     }
 
@@ -216,26 +237,45 @@ public final class StateTree: Sendable {
             cache?.insert(node, hash)
             return StateNode.Child(kind: .leaf, hash: hash)
         }
-        // Two distinct 256-bit key hashes differ by depth 256.
-        precondition(depth < 256, "distinct key hashes share all 256 bits")
-        let split = leaves.firstIndex { $0.keyHash.bit(depth) } ?? leaves.endIndex
-        let left = try build(depth: depth + 1, leaves[..<split], &writes)
-        let right = try build(depth: depth + 1, leaves[split...], &writes)
-        return join(left, right, &writes)
+        // Two distinct 256-bit key hashes differ within 64 steps of four bits.
+        precondition(depth < 64, "distinct key hashes share all 256 bits")
+        var children = [StateNode.Child](repeating: .empty, count: StateNode.fanout)
+        var start = leaves.startIndex
+        while start < leaves.endIndex {
+            let slot = leaves[start].keyHash.nibble(depth)
+            var end = leaves.index(after: start)
+            while end < leaves.endIndex, leaves[end].keyHash.nibble(depth) == slot { end += 1 }
+            children[slot] = try build(depth: depth + 1, leaves[start..<end], &writes)
+            start = end
+        }
+        return stored(children, &writes)
     }
 
-    /// An internal node over two children, lifting a lone leaf to keep the form canonical.
-    private func join(_ left: StateNode.Child, _ right: StateNode.Child, _ writes: inout WriteBatch) -> StateNode.Child {
+    /// The subtree over `children`: stored as a node when it is internal; an empty
+    /// subtree or a lone leaf (lifted to keep the form canonical) needs no node.
+    private func stored(_ children: [StateNode.Child], _ writes: inout WriteBatch) -> StateNode.Child {
+        let subtree = fold(children, 0, StateNode.fanout)
+        guard subtree.kind == .internalNode else { return subtree }
+        let node = StateNode.internalNode(children: children)
+        writes.put(StorePrefix.stateNode.key(subtree.hash.bytes), node.encoded())
+        cache?.insert(node, subtree.hash)
+        return subtree
+    }
+
+    /// The binary subtree over `children[low ..< low + width]` (width a power of two).
+    private func fold(_ children: [StateNode.Child], _ low: Int, _ width: Int) -> StateNode.Child {
+        if width == 1 { return children[low] }
+        let half = width / 2
+        return join(fold(children, low, half), fold(children, low + half, half))
+    }
+
+    /// A binary internal node over two children, lifting a lone leaf.
+    private func join(_ left: StateNode.Child, _ right: StateNode.Child) -> StateNode.Child {
         switch (left.kind, right.kind) {
         case (.empty, .empty): return .empty
         case (.leaf, .empty): return left
         case (.empty, .leaf): return right
-        default:
-            let hash = hasher.hash(.stateNode, left.hash, right.hash)
-            let node = StateNode.internalNode(left: left, right: right)
-            writes.put(StorePrefix.stateNode.key(hash.bytes), node.encoded())
-            cache?.insert(node, hash)
-            return StateNode.Child(kind: .internalNode, hash: hash)
+        default: return StateNode.Child(kind: .internalNode, hash: hasher.hash(.stateNode, left.hash, right.hash))
         }
     }
 }

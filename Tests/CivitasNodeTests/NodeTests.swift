@@ -190,6 +190,22 @@ import Testing
         #expect(throws: NodeError(.genesisMismatch, "")) { try other.node(store: store) }
     }
 
+    /// A data directory written by an earlier layout (no format recorded: format 1) is
+    /// refused with a clear error before anything is read from it or written to it.
+    @Test func aStoreOfAnEarlierFormatIsRefused() throws {
+        let store = MemoryStore()
+        _ = try chain.node(store: store)
+        var downgrade = WriteBatch()
+        downgrade.delete(StorePrefix.metadata.key(Array("format".utf8)))
+        try store.write(downgrade, durable: true)
+        do {
+            _ = try chain.node(store: store)
+            Issue.record("a format-1 store was opened")
+        } catch let error as NodeError {
+            #expect(error.code == .storage && error.message.contains("store format 1"))
+        }
+    }
+
     @Test func sameTransactionsGiveSameRootsOnBothSuitesIndependently() async throws {
         for suite in [HashSuiteID.sha256, .sm3] {
             let chain = TestChain(hashSuite: suite)

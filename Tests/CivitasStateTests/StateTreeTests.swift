@@ -2,6 +2,7 @@ import CivitasCore
 import CivitasCrypto
 import CivitasState
 import CivitasStorage
+import CivitasTesting
 import Testing
 
 @Suite struct StateTreeTests {
@@ -122,6 +123,98 @@ import Testing
         #expect(try tree.entries(root: .zero, after: nil, limit: 10, bytesMax: 100).isEmpty)
         // The byte bound cuts a page early (after the entry that crosses it).
         #expect(try tree.entries(root: first, after: nil, limit: 100, bytesMax: 20).count == 2)
+    }
+}
+
+/// The stored tree (four binary levels per node) against a plain recursive binary
+/// sparse Merkle tree written from the definition: the same roots, the proofs verify,
+/// and a node costs what it should.
+@Suite struct StateTreeShapeTests {
+    let hasher = ChainHasher(.sha256)
+
+    /// The canonical binary root over (key hash, leaf hash) pairs sorted by key hash.
+    func referenceRoot(_ leaves: ArraySlice<(Hash, Hash)>, depth: Int) -> (isLeaf: Bool, hash: Hash) {
+        guard let first = leaves.first else { return (false, .zero) }
+        if leaves.count == 1 { return (true, first.1) }
+        let split = leaves.firstIndex { $0.0.bit(depth) } ?? leaves.endIndex
+        let left = referenceRoot(leaves[..<split], depth: depth + 1)
+        let right = referenceRoot(leaves[split...], depth: depth + 1)
+        if left.hash == .zero && right.isLeaf { return right }
+        if right.hash == .zero && left.isLeaf { return left }
+        return (false, hasher.hash(.stateNode, left.hash, right.hash))
+    }
+
+    func referenceRoot(_ model: [[UInt8]: [UInt8]]) -> Hash {
+        let leaves = model.map { key, value in
+            let keyHash = hasher.hash(.stateKey, key)
+            return (keyHash, hasher.hash(.stateLeaf, keyHash, hasher.hash(.stateValue, value)))
+        }.sorted { $0.0 < $1.0 }
+        return referenceRoot(leaves[...], depth: 0).hash
+    }
+
+    @Test(arguments: [UInt64(1), 2, 3])
+    func rootsAndProofsMatchThePlainBinaryTree(seed: UInt64) throws {
+        var random = SeededRandom(seed: seed)
+        let store = MemoryStore()
+        let tree = StateTree(store: store, hasher: hasher)
+        var model: [[UInt8]: [UInt8]] = [:]
+        var root = Hash.zero
+        for round in 0..<30 {
+            // Few keys early (lone leaves, short chains), many later (full nodes), deletes throughout.
+            let universe = round < 10 ? 6 : 2_000
+            let changes = (0..<Int(random.next() % 60 + 1)).map { _ in
+                let key = Array("k\(random.next() % UInt64(universe))".utf8)
+                return StateTree.Change(key: key, value: random.chance(0.25) ? nil : [UInt8(truncatingIfNeeded: random.next())])
+            }
+            for change in changes { model[change.key] = change.value }
+            let (newRoot, batch) = try tree.update(root: root, changes: changes)
+            try store.write(batch, durable: true)
+            root = newRoot
+            #expect(root == referenceRoot(model), "seed \(seed) round \(round)")
+        }
+        for i in 0..<300 {
+            let key = Array("k\(i)".utf8)
+            let proof = try tree.prove(key, root: root)
+            #expect(proof.value == model[key], "seed \(seed) key \(i)")
+            #expect(proof.verify(root: root, using: hasher), "seed \(seed) key \(i)")
+        }
+        let listed = try tree.entries(root: root, after: nil, limit: 10_000, bytesMax: 1 << 30)
+        #expect(Dictionary(uniqueKeysWithValues: listed.map { ($0.key, $0.value) }) == model)
+    }
+
+    /// A fixed state has a fixed root: the hashes are the chain's, not the storage's.
+    @Test func aKnownStateHasItsKnownRoot() throws {
+        let store = MemoryStore()
+        let tree = StateTree(store: store, hasher: hasher)
+        let changes = (0..<100).map { StateTree.Change(key: Array("key-\($0)".utf8), value: Array("value-\($0)".utf8)) }
+        let (root, _) = try tree.update(root: .zero, changes: changes)
+        #expect(root == referenceRoot(Dictionary(uniqueKeysWithValues: changes.map { ($0.key, $0.value!) })))
+        #expect(root.hex == "fca5e3f90e84a86edbf01337e737ac9a95717816fc447590baed98d7faa31cab")
+    }
+
+    /// One key written into a state of 4,096 keys writes its leaf and the three or four
+    /// stored nodes on its path, not one node per binary level.
+    @Test func aWriteCostsOneNodePerFourLevels() throws {
+        let store = MemoryStore()
+        let tree = StateTree(store: store, hasher: hasher)
+        let (root, batch) = try tree.update(
+            root: .zero, changes: (0..<4_096).map { .init(key: Array("key-\($0)".utf8), value: [1]) })
+        try store.write(batch, durable: true)
+        let (_, one) = try tree.update(root: root, changes: [.init(key: Array("key-7".utf8), value: [2])])
+        #expect(one.operations.count >= 3 && one.operations.count <= 5, "\(one.operations.count) nodes written")
+    }
+
+    @Test func malformedNodesAreCorruptionNotACrash() throws {
+        let store = MemoryStore()
+        let tree = StateTree(store: store, hasher: hasher)
+        let (root, batch) = try tree.update(root: .zero, changes: (0..<40).map { .init(key: [UInt8($0)], value: [1]) })
+        try store.write(batch, durable: true)
+        for bad: [UInt8] in [[3, 0, 0], [3, 0, 1, 0] + [UInt8](repeating: 0, count: 32), [3, 0, 1, 2], [1, 0], [9]] {
+            var overwrite = WriteBatch()
+            overwrite.put(StorePrefix.stateNode.key(root.bytes), bad)
+            try store.write(overwrite, durable: true)
+            #expect(throws: StateError.self) { try tree.prove([5], root: root) }
+        }
     }
 }
 

@@ -64,6 +64,20 @@ public struct Hash: Hashable, Comparable, Sendable, CustomStringConvertible {
         return (word >> UInt64(63 - (index & 63))) & 1 == 1
     }
 
+    /// Bits `4 * index` to `4 * index + 3` as a number (the first of them most
+    /// significant): the slot of a key's path in a stored node of the state tree.
+    @inlinable public func nibble(_ index: Int) -> Int {
+        precondition(index >= 0 && index < 64)
+        let word: UInt64
+        switch index >> 4 {
+        case 0: word = w0
+        case 1: word = w1
+        case 2: word = w2
+        default: word = w3
+        }
+        return Int((word >> UInt64(60 - 4 * (index & 15))) & 0xF)
+    }
+
     @inlinable public static func < (lhs: Hash, rhs: Hash) -> Bool {
         if lhs.w0 != rhs.w0 { return lhs.w0 < rhs.w0 }
         if lhs.w1 != rhs.w1 { return lhs.w1 < rhs.w1 }
