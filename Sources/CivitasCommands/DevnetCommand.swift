@@ -145,8 +145,14 @@ enum DevnetProcess {
             nodes.append(Started(home: home, endpoint: "", pid: pid!, startedNow: startedNow))
             index += 1
         }
-        for index in nodes.indices {
-            nodes[index].endpoint = try await waitUntilAnswering(home: nodes[index].home, seconds: timeout)
+        do {
+            for index in nodes.indices {
+                nodes[index].endpoint = try await waitUntilAnswering(home: nodes[index].home, seconds: timeout)
+            }
+        } catch {
+            // A node that did not come up fails the whole start: stop the ones started here.
+            for node in nodes where node.startedNow { try? await stop(pid: node.pid, home: node.home) }
+            throw error
         }
         return nodes
     }
@@ -213,15 +219,37 @@ enum DevnetProcess {
 
     private struct StatusProbe: Decodable { var height: UInt64 }
 
+    /// Stops a node and returns once its process is gone (so its data directory's lock
+    /// is free), not merely once it has said so.
     static func stop(pid: pid_t, home: String) async throws {
         kill(pid, SIGTERM)
-        let deadline = ContinuousClock.now + .seconds(20)
-        while ContinuousClock.now < deadline {
-            if runningPid(home: home) == nil { return }
-            try await Task.sleep(for: .milliseconds(50))
-        }
+        if try await waitForExit(pid, seconds: 20) { return }
         // Safe: every block reported committed is already durable.
         kill(pid, SIGKILL)
+        _ = try await waitForExit(pid, seconds: 5)
         try? FileManager.default.removeItem(atPath: home + "/node.pid")
+    }
+
+    private static func waitForExit(_ pid: pid_t, seconds: Int) async throws -> Bool {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while ContinuousClock.now < deadline {
+            if hasExited(pid) { return true }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return false
+    }
+
+    /// True once `pid` has ended: reaped here if it is this process's child, otherwise
+    /// absent or a zombie (which has closed its files).
+    static func hasExited(_ pid: pid_t) -> Bool {
+        var status: Int32 = 0
+        let reaped = waitpid(pid, &status, WNOHANG)
+        if reaped == pid { return true }
+        guard reaped == -1, errno == ECHILD else { return false }
+        if kill(pid, 0) != 0 { return true }
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let end = stat.lastIndex(of: ")")
+        else { return true }
+        return stat[end...].dropFirst(2).first == "Z"
     }
 }

@@ -149,8 +149,14 @@ struct LoadBench: AsyncParsableCommand {
                 keyPaths = (0..<1_000).map { NetworkLayout.clientKeyPath(dir, $0) }.prefix { FileSystem.exists($0) }
             }
         }
+        var stopped = keepRunning
+        func stopStartedNodes() async {
+            guard !stopped else { return }
+            stopped = true
+            for node in started where node.startedNow { try? await DevnetProcess.stop(pid: node.pid, home: node.home) }
+        }
         defer {
-            if !keepRunning {
+            if !stopped {
                 let stopping = started.filter(\.startedNow)
                 let semaphore = DispatchSemaphore(value: 0)
                 Task {
@@ -225,6 +231,10 @@ struct LoadBench: AsyncParsableCommand {
         let committedAtEnd = recorder.snapshot { $0.committed.count { $0 != LoadRecorder.never } }
         let diskEnd = probes.map { $0.diskBytes() }
         recorder.snapshot { $0.stopping = true }
+        // Nodes this run started are stopped first: their flushes and compactions after
+        // the load would otherwise slow the measurement and flatter the ratio.
+        let peakResident = probes.map { $0.peakResidentBytes() }
+        await stopStartedNodes()
         let after = try VerifyBench.rate(scheme, seconds: 2)
 
         for worker in workers {
@@ -263,7 +273,7 @@ struct LoadBench: AsyncParsableCommand {
                 if let first = cpuStart[index], let last = cpuEnd[index] { cpu = (last - first) / windowSeconds * 100 }
                 let disk = committedDuring > 0 ? Double(diskEnd[index] - diskStart[index]) / Double(committedDuring) : nil
                 return NodeFigures(
-                    node: index, cpuPercent: cpu, peakRssMib: Double(probes[index].peakResidentBytes() ?? 0) / 1_048_576,
+                    node: index, cpuPercent: cpu, peakRssMib: Double(peakResident[index] ?? 0) / 1_048_576,
                     diskBytesPerTransaction: disk)
             }
             let rate = (before + after) / 2

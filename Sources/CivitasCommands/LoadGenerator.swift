@@ -324,7 +324,7 @@ final class EventReader: @unchecked Sendable {
                         transactions: block.transactions.map { (Hash(hex: $0.transactionId).flatMap { plan.index[$0] }, $0.success) })
                 }
             }
-            recorder.eventStreamFailed("the event stream ended")
+            if !recorder.snapshot({ $0.stopping }) { recorder.eventStreamFailed("the event stream ended") }
         } catch {
             if !recorder.snapshot({ $0.stopping }) { recorder.eventStreamFailed("event stream: \(error)") }
         }

@@ -33,6 +33,9 @@ struct NodeCommand: AsyncParsableCommand {
             let validatorKey = try config.validatorKey.map { try KeyFile.load(resolve($0)) }
             try FileSystem.createDirectory(resolve(config.dataDirectory))
             let store = try RocksDBStore(path: resolve(config.dataDirectory))
+            // Runs last, whatever ends the node: RocksDB's threads still running when the
+            // process exits would abort it, holding the directory's lock until they do.
+            defer { store.close() }
             // Only an empty data directory (a new node, or one whose disk was lost) loads a snapshot.
             if config.stateSync, let validatorKey, try store.scan(prefix: [], start: nil, limit: 1).isEmpty {
                 try await loadSnapshot(config: config, genesis: genesis, store: store, validatorKey: validatorKey, logger: logger)

@@ -48,6 +48,7 @@ public struct StorageError: Error, Equatable, Sendable, CustomStringConvertible 
         case readFailed = "storage.read_failed"
         case writeFailed = "storage.write_failed"
         case corrupt = "storage.corrupt"
+        case closed = "storage.closed"
     }
 
     public let code: Code

@@ -1,4 +1,7 @@
 import CRocksDB
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The node's store: RocksDB through its C API.
 ///
@@ -14,6 +17,10 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
     private let options: OpaquePointer
     private let tableOptions: OpaquePointer
     private let blockCache: OpaquePointer
+    /// Readers and writers hold it shared; `close` holds it exclusively, so the handle is
+    /// never closed under an operation and never used after.
+    private let lock: UnsafeMutablePointer<pthread_rwlock_t>
+    private nonisolated(unsafe) var closed = false
 
     /// Shared by a store's tables: state nodes and recent blocks stay in memory.
     public static let blockCacheBytes = 256 << 20
@@ -44,6 +51,8 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
             throw StorageError(.openFailed, "cannot open RocksDB at \(path): \(message)")
         }
         db = handle
+        lock = .allocate(capacity: 1)
+        pthread_rwlock_init(lock, nil)
         readOptions = rocksdb_readoptions_create()
         syncWrite = rocksdb_writeoptions_create()
         rocksdb_writeoptions_set_sync(syncWrite, 1)
@@ -51,13 +60,34 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
     }
 
     deinit {
-        rocksdb_close(db)
+        if !closed { rocksdb_close(db) }
+        pthread_rwlock_destroy(lock)
+        lock.deallocate()
         rocksdb_readoptions_destroy(readOptions)
         rocksdb_writeoptions_destroy(syncWrite)
         rocksdb_writeoptions_destroy(asyncWrite)
         rocksdb_options_destroy(options)
         rocksdb_block_based_options_destroy(tableOptions)
         rocksdb_cache_destroy(blockCache)
+    }
+
+    /// Closes the database: flushes nothing more (every durable batch is in the WAL),
+    /// stops RocksDB's background work and releases the directory's lock. A process must
+    /// close its store before it exits: RocksDB's threads still running at exit abort it.
+    /// Operations after this throw `storage.closed`.
+    public func close() {
+        pthread_rwlock_wrlock(lock)
+        defer { pthread_rwlock_unlock(lock) }
+        guard !closed else { return }
+        closed = true
+        rocksdb_close(db)
+    }
+
+    private func open<T>(_ body: (OpaquePointer) throws(StorageError) -> T) throws(StorageError) -> T {
+        pthread_rwlock_rdlock(lock)
+        defer { pthread_rwlock_unlock(lock) }
+        guard !closed else { throw StorageError(.closed, "the store at \(path) is closed") }
+        return try body(db)
     }
 
     private static func take(_ error: UnsafeMutablePointer<CChar>?) -> String? {
@@ -67,6 +97,10 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
     }
 
     public func get(_ key: [UInt8]) throws(StorageError) -> [UInt8]? {
+        try open { db throws(StorageError) in try get(key, db) }
+    }
+
+    private func get(_ key: [UInt8], _ db: OpaquePointer) throws(StorageError) -> [UInt8]? {
         var error: UnsafeMutablePointer<CChar>?
         var length = 0
         let value = key.withUnsafeBufferPointer { buffer in
@@ -81,6 +115,10 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
     }
 
     public func write(_ batch: WriteBatch, durable: Bool) throws(StorageError) {
+        try open { db throws(StorageError) in try write(batch, durable: durable, db) }
+    }
+
+    private func write(_ batch: WriteBatch, durable: Bool, _ db: OpaquePointer) throws(StorageError) {
         let handle = rocksdb_writebatch_create()
         defer { rocksdb_writebatch_destroy(handle) }
         for operation in batch.operations {
@@ -107,6 +145,12 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
     }
 
     public func scan(prefix: [UInt8], start: [UInt8]?, limit: Int) throws(StorageError) -> [(key: [UInt8], value: [UInt8])] {
+        try open { db throws(StorageError) in try scan(prefix: prefix, start: start, limit: limit, db) }
+    }
+
+    private func scan(prefix: [UInt8], start: [UInt8]?, limit: Int, _ db: OpaquePointer) throws(StorageError)
+        -> [(key: [UInt8], value: [UInt8])]
+    {
         let iterator = rocksdb_create_iterator(db, readOptions)
         defer { rocksdb_iter_destroy(iterator) }
         let seek = start ?? prefix
@@ -140,7 +184,9 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
 
     /// Bytes of the live SST files and WAL, for `bench` and `status`.
     public var approximateDiskBytes: UInt64 {
-        guard let text = rocksdb_property_value(db, "rocksdb.total-sst-files-size") else { return 0 }
+        pthread_rwlock_rdlock(lock)
+        defer { pthread_rwlock_unlock(lock) }
+        guard !closed, let text = rocksdb_property_value(db, "rocksdb.total-sst-files-size") else { return 0 }
         defer { rocksdb_free(text) }
         return UInt64(String(cString: text)) ?? 0
     }

@@ -117,6 +117,27 @@ import Testing
         #expect(try reopened.get(Array("height".utf8)) == [0, 0, 0, 9])
     }
 
+    /// A closed store releases its directory at once (another handle opens it while the
+    /// first still exists) and refuses further use with a typed error, not a crash.
+    @Test func aClosedRocksDBStoreReleasesItsDirectoryAndRefusesUse() throws {
+        let path = NSTemporaryDirectory() + "civitas-storage-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let store = try RocksDBStore(path: path)
+        var batch = WriteBatch()
+        batch.put([1], [2])
+        try store.write(batch, durable: true)
+        #expect(throws: StorageError.self) { try RocksDBStore(path: path) }
+        store.close()
+        store.close()
+        let reopened = try RocksDBStore(path: path)
+        #expect(try reopened.get([1]) == [2])
+        func isClosed(_ error: any Error) -> Bool { (error as? StorageError)?.code == .closed }
+        #expect(performing: { try store.get([1]) }, throws: isClosed)
+        #expect(performing: { try store.write(batch, durable: true) }, throws: isClosed)
+        #expect(performing: { try store.scan(prefix: [], start: nil, limit: 1) }, throws: isClosed)
+        #expect(store.approximateDiskBytes == 0)
+    }
+
     @Test func rocksdbRefusesAnUnopenablePath() {
         #expect(throws: StorageError.self) { try RocksDBStore(path: "/proc/civitas-cannot-exist/db") }
     }
