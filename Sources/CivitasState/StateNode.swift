@@ -22,9 +22,14 @@ enum StateNode: Equatable {
         case internalNode = 2
     }
 
+    /// A subtree as its parent names it. A leaf child carries its key hash too, so an
+    /// update never reads a leaf to learn whether it is the key being written (replace
+    /// it) or another one (move it down, unchanged: its hash does not depend on its place).
     struct Child: Equatable {
         var kind: Kind
         var hash: Hash
+        /// The leaf's key hash; zero for the other kinds.
+        var keyHash: Hash = .zero
         static let empty = Child(kind: .empty, hash: .zero)
     }
 
@@ -33,7 +38,7 @@ enum StateNode: Equatable {
     func encoded() -> [UInt8] {
         switch self {
         case .internalNode(let children):
-            var writer = CanonicalWriter(capacity: 3 + 33 * Self.fanout)
+            var writer = CanonicalWriter(capacity: 3 + 65 * Self.fanout)
             writer.u8(3)
             var bitmap: UInt16 = 0
             for (slot, child) in children.enumerated() where child.kind != .empty { bitmap |= 1 << UInt16(slot) }
@@ -41,6 +46,7 @@ enum StateNode: Equatable {
             for child in children where child.kind != .empty {
                 writer.u8(child.kind.rawValue)
                 writer.hash(child.hash)
+                if child.kind == .leaf { writer.hash(child.keyHash) }
             }
             return writer.bytes
         case .leaf(let keyHash, let valueHash, let key, let value):
@@ -64,7 +70,8 @@ enum StateNode: Equatable {
             for slot in 0..<Self.fanout where bitmap & (1 << UInt16(slot)) != 0 {
                 let tag = try reader.u8("child kind")
                 guard let kind = Kind(rawValue: tag), kind != .empty else { throw .unknownTag(field: "child kind", tag: tag) }
-                children[slot] = Child(kind: kind, hash: try reader.hash("child hash"))
+                let hash = try reader.hash("child hash")
+                children[slot] = Child(kind: kind, hash: hash, keyHash: kind == .leaf ? try reader.hash("child key hash") : .zero)
             }
             self = .internalNode(children: children)
         case 2:

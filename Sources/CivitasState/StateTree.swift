@@ -155,7 +155,12 @@ public final class StateTree: Sendable {
     private struct Update {
         var keyHash: Hash
         var key: [UInt8]
+        /// Nil deletes the key.
         var value: [UInt8]?
+        /// Set for a leaf already in the tree that only moves down: its node is kept.
+        var storedLeaf: Hash? = nil
+
+        var keepsAKey: Bool { value != nil || storedLeaf != nil }
     }
 
     /// Applies `changes` to the tree under `root` and returns the new root with the new
@@ -180,14 +185,15 @@ public final class StateTree: Sendable {
         }
         updates.sort { $0.keyHash < $1.keyHash }
         var writes = WriteBatch()
-        let rootKind: StateNode.Kind = root == .zero ? .empty : (try kindOf(root))
-        let newRoot = try apply(StateNode.Child(kind: rootKind, hash: root), depth: 0, updates[...], &writes)
+        let newRoot = try apply(try child(root), depth: 0, updates[...], &writes)
         return (newRoot.hash, writes)
     }
 
-    private func kindOf(_ hash: Hash) throws(StateError) -> StateNode.Kind {
-        if case .leaf = try load(hash) { return .leaf }
-        return .internalNode
+    /// The root as a child: the only node whose kind no parent records.
+    private func child(_ root: Hash) throws(StateError) -> StateNode.Child {
+        guard root != .zero else { return .empty }
+        if case .leaf(let keyHash, _, _, _) = try load(root) { return StateNode.Child(kind: .leaf, hash: root, keyHash: keyHash) }
+        return StateNode.Child(kind: .internalNode, hash: root)
     }
 
     /// `depth` counts stored levels (four binary levels each).
@@ -197,15 +203,12 @@ public final class StateTree: Sendable {
         if updates.isEmpty { return node }
         switch node.kind {
         case .empty:
-            return try build(depth: depth, updates.filter { $0.value != nil }[...], &writes)
+            return try build(depth: depth, updates.filter(\.keepsAKey)[...], &writes)
         case .leaf:
-            guard case .leaf(let keyHash, _, let key, let value) = try load(node.hash) else {
-                throw StateError(.corruptNode, "node \(node.hash) was named a leaf by its parent")
-            }
-            var merged = updates.filter { $0.value != nil }
-            if !updates.contains(where: { $0.keyHash == keyHash }) {
-                let index = merged.firstIndex { $0.keyHash > keyHash } ?? merged.endIndex
-                merged.insert(Update(keyHash: keyHash, key: key, value: value), at: index)
+            var merged = updates.filter(\.keepsAKey)
+            if !updates.contains(where: { $0.keyHash == node.keyHash }) {
+                let index = merged.firstIndex { $0.keyHash > node.keyHash } ?? merged.endIndex
+                merged.insert(Update(keyHash: node.keyHash, key: [], value: nil, storedLeaf: node.hash), at: index)
             }
             return try build(depth: depth, merged[...], &writes)
         case .internalNode:
@@ -229,13 +232,16 @@ public final class StateTree: Sendable {
         -> StateNode.Child
     {
         guard let first = leaves.first else { return .empty }
-        if leaves.count == 1, let value = first.value {
-            let valueHash = hasher.hash(.stateValue, value)
-            let hash = hasher.hash(.stateLeaf, first.keyHash, valueHash)
-            let node = StateNode.leaf(keyHash: first.keyHash, valueHash: valueHash, key: first.key, value: value)
-            writes.put(StorePrefix.stateNode.key(hash.bytes), node.encoded())
-            cache?.insert(node, hash)
-            return StateNode.Child(kind: .leaf, hash: hash)
+        if leaves.count == 1 {
+            if let stored = first.storedLeaf { return StateNode.Child(kind: .leaf, hash: stored, keyHash: first.keyHash) }
+            if let value = first.value {
+                let valueHash = hasher.hash(.stateValue, value)
+                let hash = hasher.hash(.stateLeaf, first.keyHash, valueHash)
+                let node = StateNode.leaf(keyHash: first.keyHash, valueHash: valueHash, key: first.key, value: value)
+                writes.put(StorePrefix.stateNode.key(hash.bytes), node.encoded())
+                cache?.insert(node, hash)
+                return StateNode.Child(kind: .leaf, hash: hash, keyHash: first.keyHash)
+            }
         }
         // Two distinct 256-bit key hashes differ within 64 steps of four bits.
         precondition(depth < 64, "distinct key hashes share all 256 bits")

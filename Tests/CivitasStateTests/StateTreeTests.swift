@@ -3,6 +3,7 @@ import CivitasCrypto
 import CivitasState
 import CivitasStorage
 import CivitasTesting
+import Synchronization
 import Testing
 
 @Suite struct StateTreeTests {
@@ -204,6 +205,23 @@ import Testing
         #expect(one.operations.count >= 3 && one.operations.count <= 5, "\(one.operations.count) nodes written")
     }
 
+    /// Overwriting keys, inserting new ones beside existing leaves and deleting absent
+    /// ones reads internal nodes only: a parent names its leaf children's key hashes.
+    @Test func updatesNeverReadALeaf() throws {
+        let store = LeafReadCountingStore()
+        let tree = StateTree(store: store, hasher: hasher)
+        var (root, batch) = try tree.update(root: .zero, changes: (0..<2_000).map { .init(key: Array("key-\($0)".utf8), value: [1]) })
+        try store.write(batch, durable: true)
+        for round in 0..<5 {
+            let changes = (0..<50).map { StateTree.Change(key: Array("key-\(round * 997 + $0 * 31)".utf8), value: $0 % 7 == 0 ? nil : [2]) }
+            (root, batch) = try tree.update(root: root, changes: changes)
+            try store.write(batch, durable: true)
+        }
+        #expect(store.leafReads.withLock { $0 } == 0)
+        #expect(try tree.get(Array("key-31".utf8), root: root) == [2])
+        #expect(store.leafReads.withLock { $0 } == 1)
+    }
+
     @Test func malformedNodesAreCorruptionNotACrash() throws {
         let store = MemoryStore()
         let tree = StateTree(store: store, hasher: hasher)
@@ -253,5 +271,23 @@ import Testing
         #expect(try tree.get(key(3), root: root) == [1])
         let uncached = StateTree(store: MemoryStore(), hasher: hasher)
         #expect(throws: StateError.self) { try uncached.get(key(3), root: root) }
+    }
+}
+
+/// A memory store that counts reads of leaf nodes (tag 2 under the `n` prefix).
+final class LeafReadCountingStore: KeyValueStore, Sendable {
+    let base = MemoryStore()
+    let leafReads = Mutex(0)
+
+    func get(_ key: [UInt8]) throws(StorageError) -> [UInt8]? {
+        let value = try base.get(key)
+        if key.first == StorePrefix.stateNode.rawValue, value?.first == 2 { leafReads.withLock { $0 += 1 } }
+        return value
+    }
+
+    func write(_ batch: WriteBatch, durable: Bool) throws(StorageError) { try base.write(batch, durable: durable) }
+
+    func scan(prefix: [UInt8], start: [UInt8]?, limit: Int) throws(StorageError) -> [(key: [UInt8], value: [UInt8])] {
+        try base.scan(prefix: prefix, start: start, limit: limit)
     }
 }
