@@ -56,18 +56,19 @@ public struct Mempool: Sendable {
         guard nonce - accountNonce < UInt64(limits.senderTransactionsMax) else {
             throw TransactionError(.nonceTooHigh, "nonce \(nonce) is more than \(limits.senderTransactionsMax) ahead of the account's \(accountNonce)")
         }
-        var queue = senders[sender] ?? [:]
-        guard queue[nonce] == nil else {
+        // Read in place and written through the dictionary's own storage: a copy of the
+        // sender's queue per admission made a batch from one sender quadratic.
+        let queued = senders[sender]?.count ?? 0
+        guard senders[sender]?[nonce] == nil else {
             throw TransactionError(.duplicate, "a transaction with nonce \(nonce) from this sender is already pending")
         }
-        guard queue.count < limits.senderTransactionsMax else {
-            throw TransactionError(.senderQueueFull, "sender has \(queue.count) pending transactions")
+        guard queued < limits.senderTransactionsMax else {
+            throw TransactionError(.senderQueueFull, "sender has \(queued) pending transactions")
         }
         guard ids.count < limits.transactionsMax, byteCount + transaction.encodedSize <= limits.bytesMax else {
             throw TransactionError(.mempoolFull, "mempool holds \(ids.count) transactions / \(byteCount) bytes; retry later")
         }
-        queue[nonce] = transaction
-        senders[sender] = queue
+        senders[sender, default: [:]][nonce] = transaction
         ids[transaction.id] = Slot(sender: sender, nonce: nonce)
         byteCount += transaction.encodedSize
     }
@@ -95,26 +96,27 @@ public struct Mempool: Sendable {
     /// (included or replaced) and those that expire before `nextHeight`.
     public mutating func prune(senders touched: some Sequence<Address>, nextHeight: UInt64, accountNonce: (Address) -> UInt64) {
         for sender in touched {
-            guard var queue = senders[sender] else { continue }
             let floor = accountNonce(sender)
-            for (nonce, transaction) in queue where nonce < floor || transaction.body.expiryHeight < nextHeight {
-                queue[nonce] = nil
-                remove(transaction)
-            }
-            senders[sender] = queue.isEmpty ? nil : queue
+            drop(from: sender) { nonce, transaction in nonce < floor || transaction.body.expiryHeight < nextHeight }
         }
     }
 
     /// Drops expired transactions of every sender; run now and then, not per block.
     public mutating func pruneExpired(nextHeight: UInt64) {
-        for sender in senders.keys {
-            guard var queue = senders[sender] else { continue }
-            for (nonce, transaction) in queue where transaction.body.expiryHeight < nextHeight {
-                queue[nonce] = nil
-                remove(transaction)
-            }
-            senders[sender] = queue.isEmpty ? nil : queue
+        for sender in Array(senders.keys) {
+            drop(from: sender) { _, transaction in transaction.body.expiryHeight < nextHeight }
         }
+    }
+
+    private mutating func drop(from sender: Address, where stale: (UInt64, VerifiedTransaction) -> Bool) {
+        guard let index = senders.index(forKey: sender) else { return }
+        let dropped = senders.values[index].filter { stale($0.key, $0.value) }
+        guard !dropped.isEmpty else { return }
+        for (nonce, transaction) in dropped {
+            senders.values[index][nonce] = nil
+            remove(transaction)
+        }
+        if senders.values[index].isEmpty { senders.remove(at: index) }
     }
 
     private mutating func remove(_ transaction: VerifiedTransaction) {
