@@ -178,7 +178,7 @@ public struct API: Sendable {
         }
         let hasher = node.hasher
         let verifier = node.verifier
-        let verified = ParallelVerifier.verify(batch.transactions) { text throws(TransactionError) in
+        let verified = await ParallelVerifier.verify(batch.transactions) { text throws(TransactionError) in
             guard let raw = [UInt8](hex: text) else { throw TransactionError(.malformed, "transaction is not hex") }
             return try Self.decodeAndVerify(raw, hasher: hasher, verifier: verifier)
         }

@@ -150,8 +150,10 @@ public actor Node {
     public nonisolated func receiveGossip(_ transactions: [SignedTransaction], from peer: UInt16) async {
         let hasher = self.hasher
         let verifier = self.verifier
-        let verified = transactions.compactMap { try? VerifiedTransaction.verify($0, hasher: hasher, verifier: verifier) }
-        await admitGossip(verified)
+        let verified = await ParallelVerifier.verify(transactions) { transaction throws(TransactionError) in
+            try VerifiedTransaction.verify(transaction, hasher: hasher, verifier: verifier)
+        }
+        await admitGossip(verified.compactMap { try? $0.get() })
     }
 
     private func admitGossip(_ transactions: [VerifiedTransaction]) {
