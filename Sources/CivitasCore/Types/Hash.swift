@@ -54,28 +54,24 @@ public struct Hash: Hashable, Comparable, Sendable, CustomStringConvertible {
     /// tree walks a key's path in this order.
     @inlinable public func bit(_ index: Int) -> Bool {
         precondition(index >= 0 && index < 256)
-        let word: UInt64
-        switch index >> 6 {
-        case 0: word = w0
-        case 1: word = w1
-        case 2: word = w2
-        default: word = w3
-        }
-        return (word >> UInt64(63 - (index & 63))) & 1 == 1
+        return (word(index >> 6) >> UInt64(63 - (index & 63))) & 1 == 1
     }
 
     /// Bits `4 * index` to `4 * index + 3` as a number (the first of them most
     /// significant): the slot of a key's path in a stored node of the state tree.
     @inlinable public func nibble(_ index: Int) -> Int {
         precondition(index >= 0 && index < 64)
-        let word: UInt64
-        switch index >> 4 {
-        case 0: word = w0
-        case 1: word = w1
-        case 2: word = w2
-        default: word = w3
+        return Int((word(index >> 4) >> UInt64(60 - 4 * (index & 15))) & 0xF)
+    }
+
+    /// The `index`th 64-bit word, most significant first.
+    @inlinable @inline(__always) func word(_ index: Int) -> UInt64 {
+        switch index {
+        case 0: w0
+        case 1: w1
+        case 2: w2
+        default: w3
         }
-        return Int((word >> UInt64(60 - 4 * (index & 15))) & 0xF)
     }
 
     @inlinable public static func < (lhs: Hash, rhs: Hash) -> Bool {
