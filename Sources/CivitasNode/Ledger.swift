@@ -28,8 +28,9 @@ public final class Ledger: Sendable {
     static let formatKey = StorePrefix.metadata.key(Array("format".utf8))
 
     /// The layout of the store's contents this code writes and reads. Format 1 stored
-    /// one state-tree node per binary level; format 2 stores four levels per node.
-    public static let storeFormat: UInt64 = 2
+    /// one state-tree node per binary level; format 2 four levels per node; format 3
+    /// also keeps each receipt in its transaction's index entry (one key, not two).
+    public static let storeFormat: UInt64 = 3
 
     static func epochKey(_ epoch: UInt64) -> [UInt8] {
         var writer = CanonicalWriter(capacity: 16)
@@ -82,18 +83,24 @@ public final class Ledger: Sendable {
     }
 
     public func location(ofTransaction id: Hash) throws(StorageError) -> TransactionLocation? {
-        guard let bytes = try store.get(StorePrefix.transaction.key(id.bytes)) else { return nil }
-        guard bytes.count == 12 else { throw StorageError(.corrupt, "transaction index entry of \(bytes.count) bytes") }
-        let height = try Self.u64(Array(bytes[0..<8]), "height")
-        let index = bytes[8..<12].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
-        return TransactionLocation(height: height, index: index)
+        try entry(ofTransaction: id)?.location
     }
 
-    public func receipt(at location: TransactionLocation) throws(StorageError) -> Receipt? {
-        guard let bytes = try store.get(Self.receiptKey(location)) else { return nil }
-        do { return try Receipt(canonicalBytes: bytes) } catch {
-            throw StorageError(.corrupt, "receipt at \(location.height)/\(location.index): \(error)")
+    /// Where a committed transaction is and its receipt: one read, since the receipt is
+    /// stored in the transaction's index entry.
+    public func receipt(ofTransaction id: Hash) throws(StorageError) -> (location: TransactionLocation, receipt: Receipt)? {
+        guard let (location, bytes) = try entry(ofTransaction: id) else { return nil }
+        do { return (location, try Receipt(canonicalBytes: Array(bytes))) } catch {
+            throw StorageError(.corrupt, "receipt of transaction \(id): \(error)")
         }
+    }
+
+    private func entry(ofTransaction id: Hash) throws(StorageError) -> (location: TransactionLocation, receipt: ArraySlice<UInt8>)? {
+        guard let bytes = try store.get(StorePrefix.transaction.key(id.bytes)) else { return nil }
+        guard bytes.count > 12 else { throw StorageError(.corrupt, "transaction index entry of \(bytes.count) bytes") }
+        let height = try Self.u64(Array(bytes[0..<8]), "height")
+        let index = bytes[8..<12].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+        return (TransactionLocation(height: height, index: index), bytes[12...])
     }
 
     public func safetyData() throws(StorageError) -> [UInt8]? { try store.get(Self.safetyKey) }
@@ -155,12 +162,11 @@ public final class Ledger: Sendable {
         heightBytes.u64(height)
         batch.put(StorePrefix.blockHash.key(block.header.hash(using: hasher).bytes), heightBytes.bytes)
         for (index, receipt) in receipts.enumerated() {
-            let location = TransactionLocation(height: height, index: UInt32(index))
-            var entry = CanonicalWriter(capacity: 12)
+            var entry = CanonicalWriter(capacity: 64)
             entry.u64(height)
             entry.u32(UInt32(index))
+            entry.fixed(receipt.canonicalBytes)
             batch.put(StorePrefix.transaction.key(transactionIds[index].bytes), entry.bytes)
-            batch.put(Self.receiptKey(location), receipt.canonicalBytes)
         }
         if let genesisHash {
             batch.put(Self.genesisKey, genesisHash.bytes)
@@ -193,14 +199,6 @@ public final class Ledger: Sendable {
     public func baseHeight() throws(StorageError) -> UInt64 {
         guard let bytes = try store.get(Self.baseKey) else { return 0 }
         return try Self.u64(bytes, "base height")
-    }
-
-    private static func receiptKey(_ location: TransactionLocation) -> [UInt8] {
-        var writer = CanonicalWriter(capacity: 13)
-        writer.u8(StorePrefix.receipt.rawValue)
-        writer.u64(location.height)
-        writer.u32(location.index)
-        return writer.bytes
     }
 
     private static func u64(_ bytes: [UInt8], _ what: String) throws(StorageError) -> UInt64 {

@@ -331,8 +331,7 @@ public actor Node {
 
     public func transaction(_ id: Hash) throws(NodeError) -> TransactionOutcome? {
         do {
-            guard let location = try ledger.location(ofTransaction: id), let block = try ledger.block(at: location.height),
-                let receipt = try ledger.receipt(at: location)
+            guard let (location, receipt) = try ledger.receipt(ofTransaction: id), let block = try ledger.block(at: location.height)
             else { return nil }
             return TransactionOutcome(
                 transaction: block.block.transactions[Int(location.index)], id: id, location: location, blockHash: block.hash,

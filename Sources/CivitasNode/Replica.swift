@@ -690,8 +690,8 @@ public final class Replica {
         var snapshotHead: SnapshotHead?
         if request.after == nil {
             var receipts: [Receipt] = []
-            for index in committed.block.transactions.indices {
-                guard let receipt = try ledger.receipt(at: TransactionLocation(height: height, index: UInt32(index))) else { return nil }
+            for transaction in committed.block.transactions {
+                guard let (_, receipt) = try ledger.receipt(ofTransaction: transaction.body.id(using: hasher)) else { return nil }
                 receipts.append(receipt)
             }
             snapshotHead = SnapshotHead(

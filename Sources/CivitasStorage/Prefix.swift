@@ -7,10 +7,8 @@ public enum StorePrefix: UInt8, Sendable {
     case certificate = 0x63
     /// `h` + block hash → height.
     case blockHash = 0x68
-    /// `t` + transaction id → height (8) + index (4).
+    /// `t` + transaction id → height (8) + index (4) + encoded receipt.
     case transaction = 0x74
-    /// `r` + height + index (4) → encoded receipt.
-    case receipt = 0x72
     /// `n` + node hash → state tree node.
     case stateNode = 0x6e
     /// `v` + state key → latest value (a flat index beside the tree, for fast reads).

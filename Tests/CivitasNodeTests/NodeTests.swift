@@ -206,6 +206,26 @@ import Testing
         }
     }
 
+    /// The receipt lives in the transaction's index entry: one read answers a lookup, and
+    /// an entry cut short is reported as corruption, not a crash.
+    @Test func aCommittedTransactionIsFoundWithItsReceiptInOneEntry() async throws {
+        let store = MemoryStore()
+        let node = try chain.node(store: store)
+        let transaction = chain.transaction(put("k", "v"), nonce: 0)
+        try await node.submit(transaction)
+        await node.produceBlock()
+        await node.produceBlock()
+        let outcome = try #require(try await node.transaction(transaction.id))
+        #expect(outcome.receipt.status == .success && outcome.id == transaction.id)
+        let key = StorePrefix.transaction.key(transaction.id.bytes)
+        let entry = try #require(try store.get(key))
+        #expect(entry.count > 12)
+        var cut = WriteBatch()
+        cut.put(key, Array(entry.prefix(12)))
+        try store.write(cut, durable: true)
+        await #expect(throws: NodeError.self) { try await node.transaction(transaction.id) }
+    }
+
     @Test func sameTransactionsGiveSameRootsOnBothSuitesIndependently() async throws {
         for suite in [HashSuiteID.sha256, .sm3] {
             let chain = TestChain(hashSuite: suite)
