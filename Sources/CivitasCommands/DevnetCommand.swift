@@ -151,7 +151,7 @@ enum DevnetProcess {
             }
         } catch {
             // A node that did not come up fails the whole start: stop the ones started here.
-            for node in nodes where node.startedNow { try? await stop(pid: node.pid, home: node.home) }
+            await stopStartedNow(nodes)
             throw error
         }
         return nodes
@@ -218,6 +218,11 @@ enum DevnetProcess {
     }
 
     private struct StatusProbe: Decodable { var height: UInt64 }
+
+    /// Stops the nodes of `nodes` that `startAll` started (not those already running).
+    static func stopStartedNow(_ nodes: [Started]) async {
+        for node in nodes where node.startedNow { try? await stop(pid: node.pid, home: node.home) }
+    }
 
     /// Stops a node and returns once its process is gone (so its data directory's lock
     /// is free), not merely once it has said so.

@@ -153,14 +153,14 @@ struct LoadBench: AsyncParsableCommand {
         func stopStartedNodes() async {
             guard !stopped else { return }
             stopped = true
-            for node in started where node.startedNow { try? await DevnetProcess.stop(pid: node.pid, home: node.home) }
+            await DevnetProcess.stopStartedNow(started)
         }
         defer {
             if !stopped {
-                let stopping = started.filter(\.startedNow)
+                let stopping = started
                 let semaphore = DispatchSemaphore(value: 0)
                 Task {
-                    for node in stopping { try? await DevnetProcess.stop(pid: node.pid, home: node.home) }
+                    await DevnetProcess.stopStartedNow(stopping)
                     semaphore.signal()
                 }
                 semaphore.wait()
