@@ -176,11 +176,10 @@ public struct API: Sendable {
         guard batch.transactions.count <= limits.batchTransactionsMax else {
             throw APIError(.contentTooLarge, "api.batch_too_large", "at most \(limits.batchTransactionsMax) transactions per batch")
         }
-        let hasher = node.hasher
-        let verifier = node.verifier
-        let verified = await ParallelVerifier.verify(batch.transactions) { text throws(TransactionError) in
+        let verified = await ParallelVerifier.verify(batch.transactions, hasher: node.hasher, verifier: node.verifier) {
+            text throws(TransactionError) in
             guard let raw = [UInt8](hex: text) else { throw TransactionError(.malformed, "transaction is not hex") }
-            return try Self.decodeAndVerify(raw, hasher: hasher, verifier: verifier)
+            return (try Self.decode(raw), raw.count)
         }
         let admitted = await node.submit(verified.compactMap { try? $0.get() })
         var results: [BatchResult.Item] = []
@@ -299,9 +298,11 @@ public struct API: Sendable {
     static func decodeAndVerify(
         _ raw: [UInt8], hasher: ChainHasher, verifier: SignatureVerifiers
     ) throws(TransactionError) -> VerifiedTransaction {
-        let transaction: SignedTransaction
-        do { transaction = try SignedTransaction(wire: raw) } catch { throw TransactionError(decoding: error) }
-        return try VerifiedTransaction.verify(transaction, hasher: hasher, verifier: verifier, encodedSize: raw.count)
+        try VerifiedTransaction.verify(decode(raw), hasher: hasher, verifier: verifier, encodedSize: raw.count)
+    }
+
+    static func decode(_ raw: [UInt8]) throws(TransactionError) -> SignedTransaction {
+        do { return try SignedTransaction(wire: raw) } catch { throw TransactionError(decoding: error) }
     }
 
     func admit(_ transaction: VerifiedTransaction) async throws {

@@ -137,4 +137,22 @@ public struct SignatureVerifiers: SignatureVerifier {
             return publicKey.isValidSignature(signature.bytes, for: message)
         }
     }
+
+    /// Ed25519 by Civitas's cofactored rule, in batches (ADR 0008); other schemes one by one.
+    public func areValidTransactionSignatures(_ checks: [SignatureCheck]) -> [Bool] {
+        var results = [Bool](repeating: false, count: checks.count)
+        var edwards: [Int] = []
+        for (index, check) in checks.enumerated() {
+            guard check.signature.scheme == check.key.scheme else { continue }
+            if check.key.scheme == .ed25519 {
+                edwards.append(index)
+            } else {
+                results[index] = isValid(check.signature, of: check.message, by: check.key)
+            }
+        }
+        let answers = Ed25519Verification.verify(
+            edwards.map { .init(publicKey: checks[$0].key.bytes, message: checks[$0].message, signature: checks[$0].signature.bytes) })
+        for (index, answer) in zip(edwards, answers) { results[index] = answer }
+        return results
+    }
 }

@@ -16,15 +16,43 @@ public struct VerifiedTransaction: Sendable, Hashable {
         _ transaction: SignedTransaction, hasher: some CivitasCore.HashFunction, verifier: some SignatureVerifier,
         encodedSize: Int? = nil
     ) throws(TransactionError) -> VerifiedTransaction {
-        let id = transaction.body.id(using: hasher)
-        guard transaction.signature.scheme == transaction.body.sender.scheme else {
-            throw TransactionError(.badSignature, "signature scheme \(transaction.signature.scheme) differs from sender's \(transaction.body.sender.scheme)")
+        try verifyAll([transaction], encodedSizes: [encodedSize], hasher: hasher, verifier: verifier)[0].get()
+    }
+
+    /// Checks many transactions' signatures together (a verifier may batch them), each
+    /// answer in the input order. `encodedSizes`, when given, has one entry per transaction.
+    public static func verifyAll(
+        _ transactions: [SignedTransaction], encodedSizes: [Int?]? = nil, hasher: some CivitasCore.HashFunction,
+        verifier: some SignatureVerifier
+    ) -> [Result<VerifiedTransaction, TransactionError>] {
+        precondition(encodedSizes == nil || encodedSizes?.count == transactions.count)
+        let ids = transactions.map { $0.body.id(using: hasher) }
+        var results: [Result<VerifiedTransaction, TransactionError>?] = Array(repeating: nil, count: transactions.count)
+        var checks: [SignatureCheck] = []
+        var checked: [Int] = []
+        checks.reserveCapacity(transactions.count)
+        for (index, transaction) in transactions.enumerated() {
+            guard transaction.signature.scheme == transaction.body.sender.scheme else {
+                results[index] = .failure(
+                    TransactionError(
+                        .badSignature,
+                        "signature scheme \(transaction.signature.scheme) differs from sender's \(transaction.body.sender.scheme)"))
+                continue
+            }
+            checks.append(SignatureCheck(transaction.signature, of: SignedTransaction.signingMessage(id: ids[index]), by: transaction.body.sender))
+            checked.append(index)
         }
-        guard verifier.isValid(transaction.signature, of: SignedTransaction.signingMessage(id: id), by: transaction.body.sender) else {
-            throw TransactionError(.badSignature, "signature does not verify against the sender key")
+        for (index, valid) in zip(checked, verifier.areValidTransactionSignatures(checks)) {
+            let transaction = transactions[index]
+            results[index] =
+                valid
+                ? .success(
+                    VerifiedTransaction(
+                        transaction: transaction, id: ids[index],
+                        encodedSize: encodedSizes?[index] ?? transaction.canonicalBytes.count))
+                : .failure(TransactionError(.badSignature, "signature does not verify against the sender key"))
         }
-        return VerifiedTransaction(
-            transaction: transaction, id: id, encodedSize: encodedSize ?? transaction.canonicalBytes.count)
+        return results.map { $0! }
     }
 
     /// For transactions read back from this node's own committed blocks, which were

@@ -148,10 +148,8 @@ public actor Node {
     /// Transactions gossiped by `peer`: their signatures are checked here, off the
     /// node's own executor and across cores, before they reach the mempool.
     public nonisolated func receiveGossip(_ transactions: [SignedTransaction], from peer: UInt16) async {
-        let hasher = self.hasher
-        let verifier = self.verifier
-        let verified = await ParallelVerifier.verify(transactions) { transaction throws(TransactionError) in
-            try VerifiedTransaction.verify(transaction, hasher: hasher, verifier: verifier)
+        let verified = await ParallelVerifier.verify(transactions, hasher: hasher, verifier: verifier) { transaction in
+            (transaction, nil)
         }
         await admitGossip(verified.compactMap { try? $0.get() })
     }

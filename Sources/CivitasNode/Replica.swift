@@ -295,7 +295,7 @@ public final class Replica {
                 lastSender = peer
                 try apply(consensus.handle(.message(message, from: peer)), &effects)
             case .transactions(let transactions):
-                let verified = transactions.compactMap { try? VerifiedTransaction.verify($0, hasher: hasher, verifier: verifier) }
+                let verified = VerifiedTransaction.verifyAll(transactions, hasher: hasher, verifier: verifier).compactMap { try? $0.get() }
                 return receive(gossiped: verified, now: now)
             case .syncRequest(let request):
                 effects.append(.send(.syncResponse(try syncResponse(for: request)), to: peer))
@@ -489,19 +489,25 @@ public final class Replica {
             header.chainId == genesis.chainId, block.transactions.count <= Int(genesis.consensus.blockTransactionsMax),
             block.transactions.isEmpty || !epochEnds(through: header.parent)
         else { return false }
-        var verified: [VerifiedTransaction] = []
+        // Transactions this node has not seen are checked together, as one batch.
+        var verified: [VerifiedTransaction?] = []
         verified.reserveCapacity(block.transactions.count)
-        for transaction in block.transactions {
+        var unknown: [Int] = []
+        for (index, transaction) in block.transactions.enumerated() {
             let id = transaction.body.id(using: hasher)
             if let known = mempool.transaction(id), known.transaction == transaction {
                 verified.append(known)
-            } else if let checked = try? VerifiedTransaction.verify(transaction, hasher: hasher, verifier: verifier) {
-                verified.append(checked)
             } else {
-                return false
+                verified.append(nil)
+                unknown.append(index)
             }
         }
-        guard let result = try? execute(verified, height: header.height, on: header.parent) else { return false }
+        let checked = VerifiedTransaction.verifyAll(unknown.map { block.transactions[$0] }, hasher: hasher, verifier: verifier)
+        for (index, result) in zip(unknown, checked) {
+            guard case .success(let transaction) = result else { return false }
+            verified[index] = transaction
+        }
+        guard let result = try? execute(verified.map { $0! }, height: header.height, on: header.parent) else { return false }
         let receiptsRoot = hasher.merkleRoot(result.receipts.map { $0.hash(using: hasher) })
         guard header.transactionsRoot == hasher.merkleRoot(result.ids), header.receiptsRoot == receiptsRoot,
             header.stateRoot == result.stateRoot, header.transactionCount == UInt32(verified.count)

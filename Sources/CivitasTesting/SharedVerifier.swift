@@ -8,9 +8,9 @@ import Synchronization
 /// still verified for real, once.
 public final class SharedVerifier: SignatureVerifier {
     private struct Entry: Hashable {
-        var signature: Signature
-        var message: [UInt8]
-        var key: PublicKey
+        var check: SignatureCheck
+        /// Transactions and consensus messages follow different Ed25519 rules (ADR 0008).
+        var transaction: Bool
     }
 
     private let inner = SignatureVerifiers()
@@ -20,13 +20,27 @@ public final class SharedVerifier: SignatureVerifier {
     public init(capacity: Int = 200_000) { self.capacity = capacity }
 
     public func isValid(_ signature: Signature, of message: [UInt8], by key: PublicKey) -> Bool {
-        let entry = Entry(signature: signature, message: message, key: key)
+        let entry = Entry(check: SignatureCheck(signature, of: message, by: key), transaction: false)
         if let known = answers.withLock({ $0[entry] }) { return known }
         let valid = inner.isValid(signature, of: message, by: key)
-        answers.withLock { answers in
-            if answers.count >= capacity { answers.removeAll(keepingCapacity: true) }
-            answers[entry] = valid
-        }
+        remember([entry], [valid])
         return valid
+    }
+
+    public func areValidTransactionSignatures(_ checks: [SignatureCheck]) -> [Bool] {
+        let entries = checks.map { Entry(check: $0, transaction: true) }
+        var results = answers.withLock { answers in entries.map { answers[$0] } }
+        let missing = results.indices.filter { results[$0] == nil }
+        let fresh = inner.areValidTransactionSignatures(missing.map { checks[$0] })
+        for (index, valid) in zip(missing, fresh) { results[index] = valid }
+        remember(missing.map { entries[$0] }, fresh)
+        return results.map { $0! }
+    }
+
+    private func remember(_ entries: [Entry], _ answers: [Bool]) {
+        self.answers.withLock { known in
+            if known.count + entries.count > capacity { known.removeAll(keepingCapacity: true) }
+            for (entry, answer) in zip(entries, answers) { known[entry] = answer }
+        }
     }
 }

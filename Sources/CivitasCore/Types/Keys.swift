@@ -122,7 +122,33 @@ extension Signature: CanonicalCodable {
 
 /// Checks signatures; `CivitasCrypto` implements it for every scheme.
 public protocol SignatureVerifier: Sendable {
+    /// RFC 8032's strict rules for Ed25519: what consensus messages and certificates use,
+    /// so a light client with any standard library agrees with the validators.
     func isValid(_ signature: Signature, of message: [UInt8], by key: PublicKey) -> Bool
+
+    /// Transaction signatures, decided together where a scheme allows (Ed25519 batches,
+    /// ADR 0008), in the checks' order. A transaction's answer never depends on the
+    /// others it is checked with.
+    func areValidTransactionSignatures(_ checks: [SignatureCheck]) -> [Bool]
+}
+
+extension SignatureVerifier {
+    public func areValidTransactionSignatures(_ checks: [SignatureCheck]) -> [Bool] {
+        checks.map { isValid($0.signature, of: $0.message, by: $0.key) }
+    }
+}
+
+/// A signature to check: who signed what.
+public struct SignatureCheck: Hashable, Sendable {
+    public var signature: Signature
+    public var message: [UInt8]
+    public var key: PublicKey
+
+    public init(_ signature: Signature, of message: [UInt8], by key: PublicKey) {
+        self.signature = signature
+        self.message = message
+        self.key = key
+    }
 }
 
 /// The on-ledger name of an identity: the hash of its encoded public key. Balances and
