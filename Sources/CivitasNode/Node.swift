@@ -86,11 +86,11 @@ public actor Node {
         self.timing = timing
         self.transport = transport
         if case .manual(let start) = timing { manualNow = start }
-        self.store = store
+        self.store = replica.store
         self.executor = replica.executor
         self.nodeCache = replica.nodeCache
-        self.ledger = Ledger(store: store, hasher: replica.hasher)
-        self.state = StateStore(store: store, hasher: replica.hasher, cache: replica.nodeCache)
+        self.ledger = Ledger(store: replica.store, hasher: replica.hasher)
+        self.state = StateStore(store: replica.store, hasher: replica.hasher, cache: replica.nodeCache)
         let opened = replica.head.block.header
         logger.info("chain \(genesis.chainId) at height \(opened.height), state root \(opened.stateRoot)")
     }

@@ -132,6 +132,8 @@ public final class Replica {
         logger: Logger = Logger(label: "civitas.replica")
     ) throws {
         try genesis.validate()
+        // Senders' organisations and nonces are read by every admission and execution.
+        let store = ValueCachingStore(base: store, prefix: .stateValue)
         self.genesis = genesis
         hasher = ChainHasher(genesis.hashSuite)
         genesisHash = genesis.hash(using: hasher)
