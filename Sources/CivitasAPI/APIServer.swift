@@ -254,13 +254,12 @@ public struct API: Sendable {
     /// Server-sent events: one `block` event per committed block, with its events.
     func events() async throws -> Response {
         let stream = try await nodeCall { try await node.subscribe() }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
         let body = ResponseBody { writer in
             try await writer.write(ByteBuffer(string: ": civitas event stream\n\n"))
             for await event in stream {
-                let json = try encoder.encode(ChainEventView(event))
+                let json = ChainEventView(event).json
                 var buffer = ByteBuffer(string: "event: block\nid: \(event.height)\ndata: ")
+                buffer.reserveCapacity(buffer.readableBytes + json.count + 2)
                 buffer.writeBytes(json)
                 buffer.writeString("\n\n")
                 try await writer.write(buffer)

@@ -213,6 +213,73 @@ public struct ChainEventView: Codable, Sendable {
     }
 }
 
+extension ChainEventView {
+    /// The JSON `JSONEncoder` gives with sorted keys and unescaped slashes, written
+    /// directly: a block of thousands of transactions goes to every subscriber, and the
+    /// encoder's boxing cost more than the rest of the event stream.
+    public var json: [UInt8] {
+        var out = JSONText()
+        out.bytes.reserveCapacity(128 + transactions.count * 120)
+        out.raw("{\"blockHash\":")
+        out.string(blockHash)
+        out.raw(",\"height\":\(height),\"stateRoot\":")
+        out.string(stateRoot)
+        out.raw(",\"transactionCount\":\(transactionCount),\"transactions\":[")
+        for (index, transaction) in transactions.enumerated() {
+            if index > 0 { out.raw(",") }
+            out.raw("{\"events\":[")
+            for (position, event) in transaction.events.enumerated() {
+                if position > 0 { out.raw(",") }
+                out.raw("{\"attributes\":{")
+                for (number, key) in event.attributes.keys.sorted().enumerated() {
+                    if number > 0 { out.raw(",") }
+                    out.string(key)
+                    out.raw(":")
+                    out.string(event.attributes[key]!)
+                }
+                out.raw("},\"module\":")
+                out.string(event.module)
+                out.raw(",\"name\":")
+                out.string(event.name)
+                out.raw("}")
+            }
+            out.raw(transaction.success ? "],\"success\":true,\"transactionId\":" : "],\"success\":false,\"transactionId\":")
+            out.string(transaction.transactionId)
+            out.raw("}")
+        }
+        out.raw("]}")
+        return out.bytes
+    }
+}
+
+/// JSON text written byte by byte.
+struct JSONText {
+    var bytes: [UInt8] = []
+
+    mutating func raw(_ text: String) { bytes.append(contentsOf: text.utf8) }
+
+    /// A JSON string: quotes, backslashes and control characters escaped (RFC 8259 §7).
+    mutating func string(_ text: String) {
+        bytes.append(UInt8(ascii: "\""))
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): bytes.append(contentsOf: [92, 34])
+            case UInt8(ascii: "\\"): bytes.append(contentsOf: [92, 92])
+            case 10: bytes.append(contentsOf: [92, UInt8(ascii: "n")])
+            case 13: bytes.append(contentsOf: [92, UInt8(ascii: "r")])
+            case 9: bytes.append(contentsOf: [92, UInt8(ascii: "t")])
+            case 8: bytes.append(contentsOf: [92, UInt8(ascii: "b")])
+            case 12: bytes.append(contentsOf: [92, UInt8(ascii: "f")])
+            case 0..<0x20:
+                let digits = Array("0123456789abcdef".utf8)
+                bytes.append(contentsOf: [92, UInt8(ascii: "u"), 48, 48, digits[Int(byte >> 4)], digits[Int(byte & 15)]])
+            default: bytes.append(byte)
+            }
+        }
+        bytes.append(UInt8(ascii: "\""))
+    }
+}
+
 public enum CivitasVersion {
     public static let string = "0.1.0"
 }

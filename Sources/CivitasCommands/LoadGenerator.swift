@@ -311,22 +311,39 @@ final class EventReader: @unchecked Sendable {
     private static func read(_ connection: LoopbackHTTP, plan: LoadPlan, recorder: LoadRecorder) {
         let decoder = JSONDecoder()
         var pending: [UInt8] = []
+        // Bytes already searched for the blank line that ends an event: a block's event
+        // arrives in many chunks and is not scanned again from its start for each.
+        var searched = 0
         do {
             while let chunk = try connection.chunk() {
                 pending += chunk
-                while let end = pending.firstRange(of: [10, 10]) {
-                    let event = pending[..<end.lowerBound]
-                    pending.removeSubrange(..<end.upperBound)
+                while let end = Self.blankLine(in: pending, from: max(0, searched - 1)) {
+                    let event = pending[..<end]
+                    pending.removeSubrange(..<(end + 2))
+                    searched = 0
                     guard let line = event.split(separator: 10).first(where: { $0.starts(with: Array("data: ".utf8)) }) else { continue }
                     let block = try decoder.decode(BlockEvent.self, from: Data(line.dropFirst(6)))
                     recorder.block(
                         height: block.height,
                         transactions: block.transactions.map { (Hash(hex: $0.transactionId).flatMap { plan.index[$0] }, $0.success) })
                 }
+                searched = pending.count
             }
             if !recorder.snapshot({ $0.stopping }) { recorder.eventStreamFailed("the event stream ended") }
         } catch {
             if !recorder.snapshot({ $0.stopping }) { recorder.eventStreamFailed("event stream: \(error)") }
+        }
+    }
+
+    /// The index of the first "\n\n" at or after `start`.
+    static func blankLine(in bytes: [UInt8], from start: Int) -> Int? {
+        bytes.withUnsafeBufferPointer { buffer in
+            var index = start
+            while index + 1 < buffer.count {
+                if buffer[index] == 10, buffer[index + 1] == 10 { return index }
+                index += 1
+            }
+            return nil
         }
     }
 }
