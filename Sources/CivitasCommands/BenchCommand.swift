@@ -32,6 +32,8 @@ struct VerifyBench: AsyncParsableCommand {
         /// Transaction signatures checked in batches of 64 (ADR 0008), by 64 signers and by one.
         var batchVerificationsPerSecond: Double?
         var batchOneSignerVerificationsPerSecond: Double?
+        /// One transaction signature at a time by the same rule: what a failed batch falls back to.
+        var singleTransactionVerificationsPerSecond: Double?
     }
 
     func validate() throws {
@@ -114,6 +116,7 @@ struct VerifyBench: AsyncParsableCommand {
             if scheme == .ed25519 {
                 entry.batchVerificationsPerSecond = try Self.transactionRate(scheme, seconds: seconds, signers: 64)
                 entry.batchOneSignerVerificationsPerSecond = try Self.transactionRate(scheme, seconds: seconds, signers: 1)
+                entry.singleTransactionVerificationsPerSecond = try Self.transactionRate(scheme, seconds: seconds, signers: 1, batch: 1)
             }
             rates.append(entry)
         }
@@ -128,6 +131,9 @@ struct VerifyBench: AsyncParsableCommand {
             print("\(rate.scheme) transaction signatures in batches of 64, one core (ADR 0008):")
             print(String(format: "  64 signers %10.0f verifications/s   %.1f× one at a time", batch, batch / rate.verificationsPerSecond))
             print(String(format: "  1 signer   %10.0f verifications/s   %.1f× one at a time", oneSigner, oneSigner / rate.verificationsPerSecond))
+            if let single = rate.singleTransactionVerificationsPerSecond {
+                print(String(format: "  alone      %10.0f verifications/s   %.1f× (a failed batch falls back to this)", single, single / rate.verificationsPerSecond))
+            }
         }
     }
 }
