@@ -43,7 +43,9 @@ let package = Package(
                 "CivitasCore", "CCivitasOpenSSL",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
-            swiftSettings: strict),
+            // Optimised in debug builds too: unoptimised field arithmetic checks Ed25519
+            // signatures about 100 times slower, and the tests run real nodes.
+            swiftSettings: strict + [.unsafeFlags(["-O"], .when(configuration: .debug))]),
         .target(name: "CivitasStorage", dependencies: ["CRocksDB"], swiftSettings: strict),
         // L2
         .target(
