@@ -52,6 +52,33 @@ import Testing
         }
     }
 
+    /// Random batches over a few keys, with repeated and interleaved keys, end in RocksDB
+    /// as they end in the memory store.
+    @Test func rocksdbAppliesRandomBatchesAsTheMemoryStoreDoes() throws {
+        let path = NSTemporaryDirectory() + "civitas-storage-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let rocks = try RocksDBStore(path: path)
+        let memory = MemoryStore()
+        var state: UInt64 = 0x2545_F491_4F6C_DD1D
+        func next(_ bound: UInt64) -> UInt64 {
+            state ^= state << 13
+            state ^= state >> 7
+            state ^= state << 17
+            return state % bound
+        }
+        let keys: [[UInt8]] = [[1], [1, 0], [2], [0xff], [], [1, 0, 0], [0x80, 1]].filter { !$0.isEmpty }
+        for _ in 0..<50 {
+            var batch = WriteBatch()
+            for _ in 0..<Int(1 + next(20)) {
+                let key = keys[Int(next(UInt64(keys.count)))]
+                if next(3) == 0 { batch.delete(key) } else { batch.put(key, [UInt8(truncatingIfNeeded: next(256))]) }
+            }
+            try rocks.write(batch, durable: false)
+            try memory.write(batch, durable: false)
+            for key in keys { #expect(try rocks.get(key) == memory.get(key)) }
+        }
+    }
+
     @Test(arguments: Backend.allCases)
     func scanIsOrderedBoundedAndPrefixed(_ backend: Backend) throws {
         try withStore(backend) { store in
