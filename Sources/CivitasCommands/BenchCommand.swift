@@ -48,16 +48,22 @@ struct VerifyBench: AsyncParsableCommand {
         let messages = (0..<64).map { index in [UInt8](repeating: UInt8(index), count: 48) }
         let signatures = try messages.map { try key.sign($0) }
         let verifier = SignatureVerifiers()
+        return try perSecond(seconds: seconds) {
+            for index in 0..<messages.count where !verifier.isValid(signatures[index], of: messages[index], by: key.publicKey) {
+                throw CommandError("a \(scheme) signature did not verify")
+            }
+            return messages.count
+        }
+    }
+
+    /// Runs `round` (which returns how many verifications it did) for about `seconds`, and
+    /// returns verifications per second.
+    private static func perSecond(seconds: Double, _ round: () throws -> Int) throws -> Double {
         let clock = ContinuousClock()
         let start = clock.now
         let deadline = start + .milliseconds(Int64(seconds * 1_000))
         var count = 0
-        while clock.now < deadline, count < 100_000_000 {
-            for index in 0..<messages.count where !verifier.isValid(signatures[index], of: messages[index], by: key.publicKey) {
-                throw CommandError("a \(scheme) signature did not verify")
-            }
-            count += messages.count
-        }
+        while clock.now < deadline, count < 100_000_000 { count += try round() }
         let elapsed = clock.now - start
         return Double(count) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
     }
@@ -72,18 +78,12 @@ struct VerifyBench: AsyncParsableCommand {
             return SignatureCheck(try key.sign(message), of: message, by: key.publicKey)
         }
         let verifier = SignatureVerifiers()
-        let clock = ContinuousClock()
-        let start = clock.now
-        let deadline = start + .milliseconds(Int64(seconds * 1_000))
-        var count = 0
-        while clock.now < deadline, count < 100_000_000 {
+        return try perSecond(seconds: seconds) {
             guard verifier.areValidTransactionSignatures(checks).allSatisfy({ $0 }) else {
                 throw CommandError("a batch of \(scheme) signatures did not verify")
             }
-            count += checks.count
+            return checks.count
         }
-        let elapsed = clock.now - start
-        return Double(count) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
     }
 
     /// Verifications per second with `threads` threads verifying at once, summed.

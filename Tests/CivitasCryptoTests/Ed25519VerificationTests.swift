@@ -129,6 +129,15 @@ private struct SplitMix {
         ),
     ]
 
+    /// The clamped secret scalar a of an RFC 8032 seed (its public key is [a]B).
+    static func secretScalar(seed: [UInt8]) -> Scalar25519 {
+        var expanded = Array(SHA512.hash(data: seed))
+        expanded[0] &= 248
+        expanded[31] &= 127
+        expanded[31] |= 64
+        return Scalar25519(reducing: expanded[0..<32])
+    }
+
     @Test func rfc8032VectorsVerify() throws {
         var items: [Ed25519Verification.Item] = []
         for (key, message, signature) in Self.vectors {
@@ -202,12 +211,7 @@ private struct SplitMix {
 
     @Test func pointArithmeticMatchesTheSigner() throws {
         // A = [a]B for the clamped secret scalar of RFC 8032 test 1.
-        let seed = bytes("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
-        var expanded = Array(SHA512.hash(data: seed))
-        expanded[0] &= 248
-        expanded[31] &= 127
-        expanded[31] |= 64
-        let a = Scalar25519(reducing: expanded[0..<32])
+        let a = Self.secretScalar(seed: bytes("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60"))
         let point = Ed25519Verification.multiScalar([(a.nonAdjacentForm, Ed25519Verification.baseMultiples)])
         #expect(point.encoded == bytes("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"))
         // [L − 1]B + B is the identity.
@@ -220,13 +224,8 @@ private struct SplitMix {
     /// such a signature is accepted alone and in every batch: validity never depends on
     /// the company a transaction keeps.
     @Test func aSmallOrderComponentIsJudgedTheSameAloneAndInABatch() throws {
-        let seed = bytes("4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb")
         let publicKey = bytes("3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c")
-        var expanded = Array(SHA512.hash(data: seed))
-        expanded[0] &= 248
-        expanded[31] &= 127
-        expanded[31] |= 64
-        let a = Scalar25519(reducing: expanded[0..<32])
+        let a = Self.secretScalar(seed: bytes("4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb"))
         let r = Scalar25519(reducing: [UInt8](repeating: 7, count: 64))
         // (0, −1) has order 2.
         let torsion = try #require(EdwardsPoint(decoding: bytes("ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f")))
