@@ -108,6 +108,9 @@ struct LoadBench: AsyncParsableCommand {
         var submittedTps: Double
         var committedTps: Double
         var latencyMs: Latency?
+        /// A batch's request sent → its answer (verified and admitted or refused): the part
+        /// of the latency before the mempool.
+        var admissionMs: Latency?
         var committed: Int
         var failedReceipts: Int
         var uncommitted: Int
@@ -247,6 +250,7 @@ struct LoadBench: AsyncParsableCommand {
         let timedOut = workers.reduce(0) { $0 + $1.timedOut }
         if timedOut > 0 { notes.append("\(timedOut) batches waited over 60 s for their commits") }
 
+        let admission = Latency(milliseconds: recorder.admissionMilliseconds(sentIn: warmupEnd..<end))
         let report = recorder.snapshot { recorded -> Report in
             var latencies: [Double] = []
             var submittedInWindow = 0
@@ -287,7 +291,7 @@ struct LoadBench: AsyncParsableCommand {
                     hashSuite: hasher.suite.description, presigned: plan.transactionCount, signingSeconds: signingSeconds, cores: cores,
                     memoryGib: Int(ProcessInfo.processInfo.physicalMemory >> 30)),
                 submittedTps: Double(submittedInWindow) / duration, committedTps: committedTps, latencyMs: latency,
-                committed: committedInWindow, failedReceipts: recorded.failed, uncommitted: uncommitted, rejected: recorded.rejections,
+                admissionMs: admission, committed: committedInWindow, failedReceipts: recorded.failed, uncommitted: uncommitted, rejected: recorded.rejections,
                 blockIntervalMs: blockInterval, transactionsPerBlock: perBlock, nodes: figures, verifyRatePerCore: rate,
                 verifyRateBefore: before, verifyRateAfter: after, boundTps: bound, ratioToBound: committedTps / bound,
                 verifyRateAllCores: allCores, boundAllCoresTps: allCores / Double(max(validatorCount, 1)),
@@ -316,6 +320,9 @@ struct LoadBench: AsyncParsableCommand {
         Swift.print(String(format: "  committed      %9.0f tx/s   (%d transactions, %d failed receipts, %d uncommitted)", report.committedTps, report.committed, report.failedReceipts, report.uncommitted))
         if let latency = report.latencyMs {
             Swift.print(String(format: "  latency ms     p50 %.0f   p95 %.0f   p99 %.0f   max %.0f", latency.p50, latency.p95, latency.p99, latency.max))
+        }
+        if let admission = report.admissionMs {
+            Swift.print(String(format: "  admission ms   p50 %.0f   p95 %.0f   p99 %.0f   max %.0f   (request → answer)", admission.p50, admission.p95, admission.p99, admission.max))
         }
         if let interval = report.blockIntervalMs, let perBlock = report.transactionsPerBlock {
             Swift.print(String(format: "  blocks         every %.0f ms, %.0f transactions each", interval, perBlock))

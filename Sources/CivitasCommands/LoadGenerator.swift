@@ -188,6 +188,8 @@ final class LoadRecorder: @unchecked Sendable {
     let origin = ContinuousClock.now
     private(set) var submitted: [Int64]
     private(set) var committed: [Int64]
+    /// When each batch's HTTP answer (admitted or refused) came back.
+    private(set) var answered: [Int64]
     private(set) var failed = 0
     private(set) var rejections: [String: Int] = [:]
     private(set) var blocks: [(height: UInt64, at: Int64, transactions: Int)] = []
@@ -200,6 +202,7 @@ final class LoadRecorder: @unchecked Sendable {
         submitted = Array(repeating: Self.never, count: transactions)
         committed = Array(repeating: Self.never, count: transactions)
         remaining = Array(repeating: batch, count: transactions / batch)
+        answered = Array(repeating: Self.never, count: transactions / batch)
         self.batch = batch
     }
 
@@ -211,6 +214,21 @@ final class LoadRecorder: @unchecked Sendable {
     func sent(batch number: Int, at time: Int64) {
         condition.withLock {
             for index in number * batch..<(number + 1) * batch { submitted[index] = time }
+        }
+    }
+
+    func answered(batch number: Int, at time: Int64) {
+        condition.withLock { answered[number] = time }
+    }
+
+    /// Milliseconds from each batch's request to its answer, for batches sent in `window`.
+    func admissionMilliseconds(sentIn window: Range<Int64>) -> [Double] {
+        condition.withLock {
+            answered.indices.compactMap { number in
+                let sent = submitted[number * batch]
+                guard window.contains(sent), answered[number] != Self.never else { return nil }
+                return Double(answered[number] - sent) / 1e6
+            }
         }
     }
 
@@ -417,6 +435,7 @@ final class LoadWorker: @unchecked Sendable {
             recorder.sent(batch: batch, at: time)
             try connection.send(plan.requests[batch])
             let (status, body) = try connection.response()
+            recorder.answered(batch: batch, at: recorder.now)
             let first = batch * plan.shape.batch
             if status == 200, let answer = try? decoder.decode(BatchAnswer.self, from: Data(body)), answer.results.count == plan.shape.batch {
                 for (offset, item) in answer.results.enumerated() where item.status != "pending" {

@@ -22,6 +22,7 @@ import Testing
         var boundTps: Double
         var ratioToBound: Double
         var latencyMs: Latency?
+        var admissionMs: Latency?
         var committed: Int
         var failedReceipts: Int
         var nodes: [Node]
@@ -53,6 +54,9 @@ import Testing
         #expect(abs(report.ratioToBound - report.committedTps / report.boundTps) < 1e-9)
         let latency = try #require(report.latencyMs)
         #expect(latency.p50 > 0 && latency.p50 <= latency.p99)
+        // A batch is answered before any of its transactions can commit.
+        let admission = try #require(report.admissionMs)
+        #expect(admission.p50 > 0 && admission.p50 <= admission.p99 && admission.p50 <= latency.p50)
         #expect(report.nodes.count == 2 && report.nodes.allSatisfy { $0.peakRssMib > 0 })
         // The command stops the nodes it started.
         for index in 0..<2 {
