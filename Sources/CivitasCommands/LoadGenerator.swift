@@ -427,8 +427,10 @@ final class LoadWorker: @unchecked Sendable {
             if schedule.mode == .open {
                 let target = Int64((schedule.offset + Double(step) * schedule.interval) * 1e9)
                 if target >= schedule.end { return }
-                let wait = target - recorder.now
-                if wait > 0 { usleep(useconds_t(min(wait / 1_000, 1_000_000))) }
+                let reached = Self.wait(
+                    until: target, now: { recorder.now }, stopping: { recorder.snapshot { $0.stopping } },
+                    sleep: { usleep(useconds_t($0 / 1_000)) })
+                if !reached { return }
             }
             let time = recorder.now
             if time >= schedule.end || recorder.snapshot({ $0.stopping }) { return }
@@ -450,6 +452,16 @@ final class LoadWorker: @unchecked Sendable {
             }
         }
         outcome.exhausted = true
+    }
+
+    /// Sleeps until `now()` reaches `target` (nanoseconds), in slices of at most a second
+    /// so that a stopping run is noticed; false if it stopped first.
+    static func wait(until target: Int64, now: () -> Int64, stopping: () -> Bool, sleep: (Int64) -> Void) -> Bool {
+        while case let left = target - now(), left > 0 {
+            if stopping() { return false }
+            sleep(min(left, 1_000_000_000))
+        }
+        return true
     }
 
     private struct APIErrorBody: Decodable {

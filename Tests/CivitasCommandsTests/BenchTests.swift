@@ -61,3 +61,29 @@ import Testing
         #expect(LatencySummary(milliseconds: []) == nil)
     }
 }
+
+@Suite struct OpenLoopPacingTests {
+    /// A batch due 3.5 s ahead is sent then, not after one second's sleep (each worker
+    /// once slept a second at most and then sent, so batches more than a second apart
+    /// left early, in bursts).
+    @Test func aWorkerWaitsForItsBatchTime() {
+        var clock: Int64 = 0
+        var sleeps: [Int64] = []
+        let reached = LoadWorker.wait(
+            until: 3_500_000_000, now: { clock }, stopping: { false },
+            sleep: { nanoseconds in
+                sleeps.append(nanoseconds)
+                clock += nanoseconds
+            })
+        #expect(reached)
+        #expect(clock == 3_500_000_000)
+        #expect(sleeps == [1_000_000_000, 1_000_000_000, 1_000_000_000, 500_000_000])
+    }
+
+    @Test func aStoppingRunEndsTheWait() {
+        var clock: Int64 = 0
+        let reached = LoadWorker.wait(until: 10_000_000_000, now: { clock }, stopping: { clock >= 2_000_000_000 }, sleep: { clock += $0 })
+        #expect(!reached)
+        #expect(clock == 2_000_000_000)
+    }
+}
