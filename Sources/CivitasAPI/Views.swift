@@ -199,6 +199,8 @@ public struct ChainEventView: Codable, Sendable {
     public var height: UInt64
     public var blockHash: String
     public var stateRoot: String
+    public var timestampMilliseconds: UInt64
+    public var proposer: UInt16
     public var transactionCount: Int
     public var transactions: [TransactionEventsView]
 
@@ -206,6 +208,8 @@ public struct ChainEventView: Codable, Sendable {
         height = event.height
         blockHash = event.blockHash.hex
         stateRoot = event.stateRoot.hex
+        timestampMilliseconds = event.timestampMilliseconds
+        proposer = event.proposer
         transactionCount = event.transactionCount
         transactions = event.transactions.map {
             .init(transactionId: $0.transactionId.hex, success: $0.success, events: $0.events.map(EventView.init))
@@ -222,9 +226,9 @@ extension ChainEventView {
         out.bytes.reserveCapacity(128 + transactions.count * 120)
         out.raw("{\"blockHash\":")
         out.string(blockHash)
-        out.raw(",\"height\":\(height),\"stateRoot\":")
+        out.raw(",\"height\":\(height),\"proposer\":\(proposer),\"stateRoot\":")
         out.string(stateRoot)
-        out.raw(",\"transactionCount\":\(transactionCount),\"transactions\":[")
+        out.raw(",\"timestampMilliseconds\":\(timestampMilliseconds),\"transactionCount\":\(transactionCount),\"transactions\":[")
         for (index, transaction) in transactions.enumerated() {
             if index > 0 { out.raw(",") }
             out.raw("{\"events\":[")

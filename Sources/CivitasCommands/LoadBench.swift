@@ -111,6 +111,11 @@ struct LoadBench: AsyncParsableCommand {
         /// A batch's request sent → its answer (verified and admitted or refused): the part
         /// of the latency before the mempool.
         var admissionMs: Latency?
+        /// The end-to-end latency cut at the block's header time (its proposer's clock, on
+        /// this machine): request sent → block proposed, and block proposed → seen
+        /// committed on node0's event stream.
+        var toProposalMs: Latency?
+        var afterProposalMs: Latency?
         var committed: Int
         var failedReceipts: Int
         var uncommitted: Int
@@ -253,6 +258,8 @@ struct LoadBench: AsyncParsableCommand {
         let admission = Latency(milliseconds: recorder.admissionMilliseconds(sentIn: warmupEnd..<end))
         let report = recorder.snapshot { recorded -> Report in
             var latencies: [Double] = []
+            var toProposal: [Double] = []
+            var afterProposal: [Double] = []
             var submittedInWindow = 0
             var committedInWindow = 0
             var uncommitted = 0
@@ -262,7 +269,13 @@ struct LoadBench: AsyncParsableCommand {
                 if done >= warmupEnd, done < end { committedInWindow += 1 }
                 guard sent >= warmupEnd, sent < end else { continue }
                 submittedInWindow += 1
-                if done == LoadRecorder.never { uncommitted += 1 } else { latencies.append(Double(done - sent) / 1e6) }
+                if done == LoadRecorder.never {
+                    uncommitted += 1
+                } else {
+                    latencies.append(Double(done - sent) / 1e6)
+                    toProposal.append(Double(recorded.proposed[index] - sent) / 1e6)
+                    afterProposal.append(Double(done - recorded.proposed[index]) / 1e6)
+                }
             }
             let latency = Latency(milliseconds: latencies)
             let windowBlocks = recorded.blocks.filter { $0.at >= warmupEnd && $0.at < end }
@@ -291,7 +304,8 @@ struct LoadBench: AsyncParsableCommand {
                     hashSuite: hasher.suite.description, presigned: plan.transactionCount, signingSeconds: signingSeconds, cores: cores,
                     memoryGib: Int(ProcessInfo.processInfo.physicalMemory >> 30)),
                 submittedTps: Double(submittedInWindow) / duration, committedTps: committedTps, latencyMs: latency,
-                admissionMs: admission, committed: committedInWindow, failedReceipts: recorded.failed, uncommitted: uncommitted, rejected: recorded.rejections,
+                admissionMs: admission, toProposalMs: Latency(milliseconds: toProposal),
+                afterProposalMs: Latency(milliseconds: afterProposal), committed: committedInWindow, failedReceipts: recorded.failed, uncommitted: uncommitted, rejected: recorded.rejections,
                 blockIntervalMs: blockInterval, transactionsPerBlock: perBlock, nodes: figures, verifyRatePerCore: rate,
                 verifyRateBefore: before, verifyRateAfter: after, boundTps: bound, ratioToBound: committedTps / bound,
                 verifyRateAllCores: allCores, boundAllCoresTps: allCores / Double(max(validatorCount, 1)),
@@ -323,6 +337,10 @@ struct LoadBench: AsyncParsableCommand {
         }
         if let admission = report.admissionMs {
             Swift.print(String(format: "  admission ms   p50 %.0f   p95 %.0f   p99 %.0f   max %.0f   (request → answer)", admission.p50, admission.p95, admission.p99, admission.max))
+        }
+        if let before = report.toProposalMs, let after = report.afterProposalMs {
+            Swift.print(String(format: "  to proposal ms p50 %.0f   p95 %.0f   p99 %.0f   max %.0f   (request → block header time)", before.p50, before.p95, before.p99, before.max))
+            Swift.print(String(format: "  after it ms    p50 %.0f   p95 %.0f   p99 %.0f   max %.0f   (header time → seen committed)", after.p50, after.p95, after.p99, after.max))
         }
         if let interval = report.blockIntervalMs, let perBlock = report.transactionsPerBlock {
             Swift.print(String(format: "  blocks         every %.0f ms, %.0f transactions each", interval, perBlock))

@@ -186,8 +186,13 @@ final class LoadRecorder: @unchecked Sendable {
 
     let condition = NSCondition()
     let origin = ContinuousClock.now
+    /// The wall clock at `origin`, to place block header times (milliseconds since 1970,
+    /// from the proposers' clocks on this same machine) on the run's time line.
+    let originWallNanoseconds = Int64(Date().timeIntervalSince1970 * 1e9)
     private(set) var submitted: [Int64]
     private(set) var committed: [Int64]
+    /// The header time of each transaction's block: when its proposer built it.
+    private(set) var proposed: [Int64]
     /// When each batch's HTTP answer (admitted or refused) came back.
     private(set) var answered: [Int64]
     private(set) var failed = 0
@@ -201,6 +206,7 @@ final class LoadRecorder: @unchecked Sendable {
     init(transactions: Int, batch: Int) {
         submitted = Array(repeating: Self.never, count: transactions)
         committed = Array(repeating: Self.never, count: transactions)
+        proposed = Array(repeating: Self.never, count: transactions)
         remaining = Array(repeating: batch, count: transactions / batch)
         answered = Array(repeating: Self.never, count: transactions / batch)
         self.batch = batch
@@ -241,13 +247,15 @@ final class LoadRecorder: @unchecked Sendable {
         }
     }
 
-    func block(height: UInt64, transactions: [(index: Int32?, success: Bool)]) {
+    func block(height: UInt64, timestampMilliseconds: UInt64, transactions: [(index: Int32?, success: Bool)]) {
         condition.withLock {
             let time = now
+            let header = Int64(timestampMilliseconds) * 1_000_000 - originWallNanoseconds
             blocks.append((height, time, transactions.count))
             for (index, success) in transactions {
                 guard let index = index.map(Int.init), committed[index] == Self.never else { continue }
                 committed[index] = time
+                proposed[index] = header
                 if !success { failed += 1 }
                 remaining[index / batch] -= 1
             }
@@ -303,6 +311,7 @@ final class EventReader: @unchecked Sendable {
             var success: Bool
         }
         var height: UInt64
+        var timestampMilliseconds: UInt64
         var transactions: [Transaction]
     }
 
@@ -342,7 +351,7 @@ final class EventReader: @unchecked Sendable {
                     guard let line = event.split(separator: 10).first(where: { $0.starts(with: Array("data: ".utf8)) }) else { continue }
                     let block = try decoder.decode(BlockEvent.self, from: Data(line.dropFirst(6)))
                     recorder.block(
-                        height: block.height,
+                        height: block.height, timestampMilliseconds: block.timestampMilliseconds,
                         transactions: block.transactions.map { (Hash(hex: $0.transactionId).flatMap { plan.index[$0] }, $0.success) })
                 }
                 searched = pending.count

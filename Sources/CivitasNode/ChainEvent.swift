@@ -11,6 +11,11 @@ public struct ChainEvent: Sendable {
     public var height: UInt64
     public var blockHash: Hash
     public var stateRoot: Hash
+    /// The block's header time (its proposer's clock) and its proposer's index in the
+    /// epoch's validator set: with them a client splits its wait into before and after
+    /// the proposal.
+    public var timestampMilliseconds: UInt64
+    public var proposer: UInt16
     public var transactionCount: Int
     public var transactions: [TransactionEvents]
 }

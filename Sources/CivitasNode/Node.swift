@@ -240,6 +240,7 @@ public actor Node {
         }
         let event = ChainEvent(
             height: height, blockHash: notice.hash, stateRoot: notice.block.header.stateRoot,
+            timestampMilliseconds: notice.block.header.timestampMilliseconds, proposer: notice.block.header.proposer,
             transactionCount: notice.transactionIds.count,
             transactions: zip(notice.transactionIds, notice.receipts).map {
                 .init(transactionId: $0, success: $1.status.isSuccess, events: $1.events)

@@ -7,7 +7,7 @@ import Testing
     /// keys, for strings that need escaping too.
     @Test func eventJSONMatchesTheEncoder() throws {
         let source = """
-            {"height": 7, "blockHash": "ab", "stateRoot": "cd", "transactionCount": 3, "transactions": [
+            {"height": 7, "blockHash": "ab", "stateRoot": "cd", "timestampMilliseconds": 1700000000123, "proposer": 3, "transactionCount": 3, "transactions": [
               {"transactionId": "01", "success": true, "events": [
                 {"module": "kv", "name": "put", "attributes": {"key": "a/b \\"q\\" \\\\ é", "z": "line\\nnext\\ttab\\u0001\\u001f\\b\\f\\r", "a": ""}},
                 {"module": "token", "name": "transfer", "attributes": {}}]},
@@ -23,7 +23,7 @@ import Testing
         #expect(back.transactions[0].events[0].attributes == view.transactions[0].events[0].attributes)
 
         let empty = try JSONDecoder().decode(
-            ChainEventView.self, from: Data(#"{"height": 1, "blockHash": "", "stateRoot": "", "transactionCount": 0, "transactions": []}"#.utf8))
+            ChainEventView.self, from: Data(#"{"height": 1, "blockHash": "", "stateRoot": "", "timestampMilliseconds": 0, "proposer": 0, "transactionCount": 0, "transactions": []}"#.utf8))
         #expect(String(decoding: empty.json, as: UTF8.self) == String(decoding: try encoder.encode(empty), as: UTF8.self))
     }
 }

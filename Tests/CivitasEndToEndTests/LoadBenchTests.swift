@@ -23,6 +23,8 @@ import Testing
         var ratioToBound: Double
         var latencyMs: Latency?
         var admissionMs: Latency?
+        var toProposalMs: Latency?
+        var afterProposalMs: Latency?
         var committed: Int
         var failedReceipts: Int
         var nodes: [Node]
@@ -57,6 +59,12 @@ import Testing
         // A batch is answered before any of its transactions can commit.
         let admission = try #require(report.admissionMs)
         #expect(admission.p50 > 0 && admission.p50 <= admission.p99 && admission.p50 <= latency.p50)
+        // Each transaction's latency is cut in two at its block's header time (whole
+        // milliseconds), so neither part exceeds the whole by more than that rounding.
+        let toProposal = try #require(report.toProposalMs)
+        let afterProposal = try #require(report.afterProposalMs)
+        #expect(toProposal.p50 > -1 && toProposal.p50 <= latency.p50 + 1)
+        #expect(afterProposal.p50 > -1 && afterProposal.p50 <= latency.p50 + 1)
         #expect(report.nodes.count == 2 && report.nodes.allSatisfy { $0.peakRssMib > 0 })
         // The command stops the nodes it started.
         for index in 0..<2 {
