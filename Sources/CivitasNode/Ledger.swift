@@ -160,7 +160,11 @@ public final class Ledger: Sendable {
         if let certificate { batch.put(StorePrefix.certificate.key(height: height), certificate.canonicalBytes) }
         var heightBytes = CanonicalWriter(capacity: 8)
         heightBytes.u64(height)
-        batch.put(StorePrefix.blockHash.key(block.header.hash(using: hasher).bytes), heightBytes.bytes)
+        let hash = block.header.hash(using: hasher)
+        batch.put(StorePrefix.blockHash.key(hash.bytes), heightBytes.bytes)
+        // The copy kept while the block was certified but not committed: deleted in the
+        // same memtable it was written to, it never reaches a table file or a compaction.
+        batch.delete(StorePrefix.certifiedBlock.key(hash.bytes))
         for (index, receipt) in receipts.enumerated() {
             var entry = CanonicalWriter(capacity: 64)
             entry.u64(height)

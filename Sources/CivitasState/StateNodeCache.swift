@@ -15,12 +15,15 @@ public final class StateNodeCache: Sendable {
     }
 
     public let capacity: Int
-    private let generations = Mutex(Generations())
+    private let generations: Mutex<Generations>
 
     /// `capacity`: most entries per generation (so at most twice this many in all).
     public init(capacity: Int = 200_000) {
         precondition(capacity > 0)
         self.capacity = capacity
+        var generations = Generations()
+        generations.young.reserveCapacity(capacity)
+        self.generations = Mutex(generations)
     }
 
     func node(_ hash: Hash) -> StateNode? {
@@ -40,8 +43,11 @@ public final class StateNodeCache: Sendable {
 
     private static func insert(_ node: StateNode, _ hash: Hash, into state: inout Generations, capacity: Int) {
         if state.young.count >= capacity {
-            state.old = state.young
-            state.young = [:]
+            // The tables swap and the dropped one is emptied in place: a new table per
+            // turnover was grown by doubling into fresh pages, and the page faults and
+            // rehashing cost more than the tree update that filled it.
+            swap(&state.old, &state.young)
+            state.young.removeAll(keepingCapacity: true)
             state.young.reserveCapacity(capacity)
         }
         state.young[hash] = node

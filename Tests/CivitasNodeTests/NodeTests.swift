@@ -173,6 +173,13 @@ import Testing
             root = await node.status().stateRoot
             height = await node.status().height
         }
+        // A block's certified copy goes when the block commits: what is kept on disk is
+        // only the certified chain above the committed head, never the whole history.
+        let kept = try store.scan(prefix: [StorePrefix.certifiedBlock.rawValue], start: nil, limit: 100)
+        #expect(!kept.isEmpty)
+        for entry in kept {
+            #expect(try SyncResponse.Certified(canonicalBytes: entry.value).block.header.height > height)
+        }
         let reopened = try chain.node(store: store)
         #expect(await reopened.status().height == height)
         #expect(await reopened.status().stateRoot == root)
