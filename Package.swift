@@ -46,7 +46,9 @@ let package = Package(
             // Optimised in debug builds too: unoptimised field arithmetic checks Ed25519
             // signatures about 100 times slower, and the tests run real nodes.
             swiftSettings: strict + [.unsafeFlags(["-O"], .when(configuration: .debug))]),
-        .target(name: "CivitasStorage", dependencies: ["CRocksDB"], swiftSettings: strict),
+        // RocksDB options the C API lacks, set through its C++ headers.
+        .target(name: "CCivitasRocksDB", dependencies: ["CRocksDB"]),
+        .target(name: "CivitasStorage", dependencies: ["CRocksDB", "CCivitasRocksDB"], swiftSettings: strict),
         // L2
         .target(
             name: "CivitasState", dependencies: ["CivitasCore", "CivitasCrypto", "CivitasStorage"],
@@ -152,5 +154,6 @@ let package = Package(
         .testTarget(name: "CivitasCommandsTests", dependencies: ["CivitasCommands", "CivitasAPI", "CivitasNode"]),
         .testTarget(
             name: "CivitasEndToEndTests", dependencies: ["CivitasClient", "CivitasTesting", "CivitasCommands"]),
-    ]
+    ],
+    cxxLanguageStandard: .cxx17
 )

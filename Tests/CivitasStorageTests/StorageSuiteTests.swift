@@ -1,4 +1,4 @@
-import CivitasStorage
+@testable import CivitasStorage
 import Foundation
 import Testing
 
@@ -77,6 +77,21 @@ import Testing
             try memory.write(batch, durable: false)
             for key in keys { #expect(try rocks.get(key) == memory.get(key)) }
         }
+    }
+
+    /// RocksDB receives a batch in key order; a key's own operations keep their order,
+    /// since the last of them is the one that holds.
+    @Test func batchesGoToRocksDBInKeyOrderWithEachKeysOperationsInTheirOrder() {
+        var batch = WriteBatch()
+        batch.put([2, 1], [1])
+        batch.delete([1])
+        batch.put([], [9])
+        batch.put([2], [2])
+        batch.put([1], [3])
+        batch.put([2, 1], [4])
+        batch.delete([2, 1])
+        #expect(RocksDBStore.keyOrder(batch.operations) == [2, 1, 4, 3, 0, 5, 6])
+        #expect(RocksDBStore.keyOrder([]).isEmpty)
     }
 
     @Test(arguments: Backend.allCases)

@@ -1,0 +1,21 @@
+#ifndef CIVITAS_ROCKSDB_H
+#define CIVITAS_ROCKSDB_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Options RocksDB's C API does not reach. `options` is a `rocksdb_options_t *`.
+///
+/// Inserts into the memtable start from where the last key of the same `prefix_length`
+/// byte prefix went in, rather than from the top of the skip list: a batch written in
+/// key order then costs a few comparisons per key instead of a full search.
+void civitas_rocksdb_options_set_memtable_insert_hint_prefix(void *options, size_t prefix_length);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
