@@ -91,6 +91,11 @@ import Testing
         batch.put([2, 1], [4])
         batch.delete([2, 1])
         #expect(RocksDBStore.keyOrder(batch.operations) == [2, 1, 4, 3, 0, 5, 6])
+        // Keys alike in their first eight bytes, and a key that is another's prefix.
+        let long: [[UInt8]] = [[1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 2, 3, 4, 5, 6, 7, 8], [1, 2, 3, 4, 5, 6, 7, 8, 1], [1, 2, 3, 4, 5, 6, 7, 8, 0, 0]]
+        var alike = WriteBatch()
+        for key in long { alike.put(key, []) }
+        #expect(RocksDBStore.keyOrder(alike.operations).map { long[$0] } == long.sorted { $0.lexicographicallyPrecedes($1) })
         #expect(RocksDBStore.keyOrder([]).isEmpty)
     }
 
