@@ -43,6 +43,8 @@ public actor Node {
     public nonisolated let logger: Logger
 
     private let replica: Replica
+    private nonisolated let executorThread = NodeExecutor(name: "civitas-node")
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { executorThread.asUnownedSerialExecutor() }
     private nonisolated let store: any KeyValueStore
     /// Sendable and shared with the replica (its contract module cache included).
     public nonisolated let executor: Executor
@@ -94,6 +96,8 @@ public actor Node {
         let opened = replica.head.block.header
         logger.info("chain \(genesis.chainId) at height \(opened.height), state root \(opened.stateRoot)")
     }
+
+    deinit { executorThread.stop() }
 
     /// The validators of the current epoch.
     public nonisolated var validators: ValidatorSet { currentMembership.withLock { $0.validators } }
