@@ -7,6 +7,8 @@ final class NodeExecutor: SerialExecutor, @unchecked Sendable {
     private let condition = NSCondition()
     private var jobs: [UnownedJob] = []
     private var stopping = false
+    private var stopped = false
+    private var runner: pthread_t?
 
     init(name: String) {
         let thread = Thread { [self] in run() }
@@ -18,7 +20,7 @@ final class NodeExecutor: SerialExecutor, @unchecked Sendable {
         let job = UnownedJob(job)
         condition.withLock {
             jobs.append(job)
-            condition.signal()
+            condition.broadcast()
         }
     }
 
@@ -28,16 +30,36 @@ final class NodeExecutor: SerialExecutor, @unchecked Sendable {
     func stop() {
         condition.withLock {
             stopping = true
-            condition.signal()
+            condition.broadcast()
         }
     }
 
+    /// Whether the thread ended within `timeout` seconds of `stop()`.
+    func waitUntilStopped(timeout: Double) -> Bool {
+        let deadline = Date(timeIntervalSinceNow: timeout)
+        return condition.withLock {
+            while !stopped {
+                if !condition.wait(until: deadline) { return stopped }
+            }
+            return true
+        }
+    }
+
+    /// Whether the caller is on this executor's thread.
+    var isCurrentThread: Bool {
+        let runner = condition.withLock { self.runner }
+        return runner.map { pthread_equal($0, pthread_self()) != 0 } ?? false
+    }
+
     private func run() {
+        condition.withLock { runner = pthread_self() }
         var batch: [UnownedJob] = []
         while true {
             condition.lock()
             while jobs.isEmpty, !stopping { condition.wait() }
             if jobs.isEmpty, stopping {
+                stopped = true
+                condition.broadcast()
                 condition.unlock()
                 return
             }
