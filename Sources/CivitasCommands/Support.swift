@@ -15,12 +15,15 @@ enum ProcessEnvironment {
 enum FileSystem {
     static func exists(_ path: String) -> Bool { FileManager.default.fileExists(atPath: path) }
 
-    /// Total size of the regular files under `path`, `.log` files aside.
+    /// Total size of the regular files under `path`, the node's and RocksDB's text logs aside.
     static func directoryBytes(_ path: String) -> Int {
         guard let walker = FileManager.default.enumerator(atPath: path) else { return 0 }
         var total = 0
         while let file = walker.nextObject() as? String {
-            guard !file.hasSuffix(".log"),
+            // Text logs are not data; RocksDB's write-ahead log (`NNNNNN.log`) is: before
+            // a flush it holds everything committed since the last one.
+            let name = (file as NSString).lastPathComponent
+            guard name != "node.log", !name.hasPrefix("LOG"),
                 let attributes = try? FileManager.default.attributesOfItem(atPath: path + "/" + file),
                 attributes[.type] as? FileAttributeType == .typeRegular
             else { continue }

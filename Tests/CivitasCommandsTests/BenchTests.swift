@@ -1,11 +1,25 @@
 import ArgumentParser
 import CivitasCore
 import CivitasTesting
+import Foundation
 import Testing
 
 @testable import CivitasCommands
 
 @Suite struct BenchTests {
+    /// Disk per transaction counts RocksDB's data, the write-ahead log included, and
+    /// leaves out the text logs of the node and of RocksDB.
+    @Test func diskBytesCountDataFilesAndTheWriteAheadLogNotTextLogs() throws {
+        let directory = TemporaryDirectory("bench-disk")
+        defer { directory.remove() }
+        try FileSystem.createDirectory(directory.path + "/data")
+        let files = ["node.log": 1, "data/LOG": 10, "data/LOG.old.17": 100, "data/000007.log": 1_000, "data/000008.sst": 10_000, "data/MANIFEST-000005": 100_000]
+        for (name, size) in files {
+            #expect(FileManager.default.createFile(atPath: directory.path + "/" + name, contents: Data(count: size)))
+        }
+        #expect(FileSystem.directoryBytes(directory.path) == 111_000)
+    }
+
     @Test(arguments: SignatureScheme.allCases)
     func everySchemeVerifiesItsOwnSignaturesAtSomeRate(_ scheme: SignatureScheme) throws {
         #expect(try VerifyBench.rate(scheme, seconds: 0.05) > 0)
