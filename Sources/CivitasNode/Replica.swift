@@ -380,10 +380,16 @@ public final class Replica {
         guard (try? state.value(for: StateKeys.organisation(sender))) ?? nil != nil else {
             throw TransactionError(.unknownSender, "sender \(body.sender.scheme):\(sender) belongs to no organisation")
         }
-        guard (try? ledger.location(ofTransaction: transaction.id)) ?? nil == nil else {
-            throw TransactionError(.duplicate, "transaction \(transaction.id) is already committed")
+        do {
+            try mempool.admit(transaction, sender: sender, accountNonce: committedNonce(sender))
+        } catch where error.code == .nonceTooLow {
+            // A committed transaction's nonce is always used, so the transaction index is
+            // read only for these, to say which it is: one read less per admission.
+            guard (try? ledger.location(ofTransaction: transaction.id)) ?? nil == nil else {
+                throw TransactionError(.duplicate, "transaction \(transaction.id) is already committed")
+            }
+            throw error
         }
-        try mempool.admit(transaction, sender: sender, accountNonce: committedNonce(sender))
     }
 
     func committedNonce(_ address: Address) -> UInt64 {
