@@ -137,6 +137,9 @@ public struct NodeConfig: Codable, Sendable, Equatable {
         guard limits.waitersMax > 0, limits.subscribersMax > 0, limits.eventBufferMax > 0 else {
             throw fail("limits values must be positive")
         }
+        guard (1...1 << 20).contains(limits.stateCacheMebibytes) else {
+            throw fail("limits.stateCacheMebibytes must be 1 to 1048576, got \(limits.stateCacheMebibytes)")
+        }
         guard apiLimits.requestBytesMax >= 1_024, apiLimits.batchBytesMax >= apiLimits.requestBytesMax,
             apiLimits.batchTransactionsMax > 0, apiLimits.requestsPerSecondMax > 0,
             apiLimits.requestsPerSecondPerClient > 0, apiLimits.waitMillisecondsMax > 0

@@ -19,6 +19,8 @@ struct StateBench: AsyncParsableCommand {
     @Option(help: "Transactions per block.") var block = 1_000
     @Option(help: "Blocks timed per state size (after one warm-up block).") var blocks = 20
     @Option(help: "Records loaded per write while filling the state.") var loadChunk = 200_000
+    @Option(help: "State-tree node cache, MiB (a node's `limits.stateCacheMebibytes`).")
+    var cacheMib = StateNodeCache.defaultCapacityBytes >> 20
     @Option(help: "Directory for the RocksDB stores (default: a temporary one, removed after).") var dir: String?
     @Flag var json = false
 
@@ -29,6 +31,7 @@ struct StateBench: AsyncParsableCommand {
         guard (1...5_000).contains(block) else { throw ValidationError("--block must be 1 to 5000") }
         guard (1...1_000).contains(blocks) else { throw ValidationError("--blocks must be 1 to 1000") }
         guard (1_000...5_000_000).contains(loadChunk) else { throw ValidationError("--load-chunk must be 1000 to 5000000") }
+        guard (1...1 << 20).contains(cacheMib) else { throw ValidationError("--cache-mib must be 1 to 1048576") }
     }
 
     struct Result: Codable {
@@ -38,6 +41,10 @@ struct StateBench: AsyncParsableCommand {
         var transactionsPerSecond: Double
         var diskBytes: Int
         var diskBytesPerTransaction: Double
+        var cacheMebibytes: Int
+        /// What the node cache held when the timed blocks ended.
+        var cachedNodes: Int
+        var cachedBytes: Int
     }
 
     func run() async throws {
@@ -50,8 +57,9 @@ struct StateBench: AsyncParsableCommand {
                 let result = results.last!
                 print(
                     String(
-                        format: "%11d records: %7.1f µs/tx  %8.0f tx/s  disk %.0f B/tx  (loaded in %.0f s)", result.records,
-                        result.microsecondsPerTransaction, result.transactionsPerSecond, result.diskBytesPerTransaction, result.loadSeconds))
+                        format: "%11d records: %7.1f µs/tx  %8.0f tx/s  disk %.0f B/tx  (loaded in %.0f s; cache %d nodes, %.0f of %d MiB)",
+                        result.records, result.microsecondsPerTransaction, result.transactionsPerSecond, result.diskBytesPerTransaction,
+                        result.loadSeconds, result.cachedNodes, Double(result.cachedBytes) / 1_048_576, result.cacheMebibytes))
             }
         }
         if json { return try Output.json(results) }
@@ -69,29 +77,27 @@ struct StateBench: AsyncParsableCommand {
         let chain = try ExecutionChain()
         let writer = chain.admins[1]
         let owner = chain.address(writer)
-        // Loading (not what is measured) keeps about as many nodes in memory as the tree
-        // has internal ones (one per 16 records): updates read no leaves, and a larger
-        // cache only holds the versions each chunk replaces. The blocks then run with a
-        // node's own cache size, cold.
-        let loader = StateStore(store: store, hasher: hasher, cache: StateNodeCache(capacity: count / 8 + 1_000))
+        // One cache for the load and the blocks, as in a node that has been running: the
+        // blocks start with what the load left in it (the current tree, within budget).
+        let cache = StateNodeCache(capacityBytes: cacheMib << 20)
+        let state = StateStore(store: store, hasher: hasher, cache: cache)
         var random = SeededRandom(seed: 11)
         func value() -> [UInt8] { (0..<100).map { _ in UInt8(ascii: "a") + UInt8(random.next() % 26) } }
 
         // The genesis state, then the records in chunks, each one tree update and a
         // durable write, as blocks would leave them (but far larger than a block).
         let loadStart = ContinuousClock.now
-        var (root, batch) = try loader.stage(root: .zero, changes: Executor.genesisChanges(chain.genesis, hasher: hasher))
+        var (root, batch) = try state.stage(root: .zero, changes: Executor.genesisChanges(chain.genesis, hasher: hasher))
         try store.write(batch, durable: true)
         var loaded = 0
         while loaded < count {
             let end = min(count, loaded + loadChunk)
             let changes = (loaded..<end).map { StateTree.Change(key: StateKeys.kv(owner: owner, key: Self.recordKey($0)), value: value()) }
-            (root, batch) = try loader.stage(root: root, changes: changes)
+            (root, batch) = try state.stage(root: root, changes: changes)
             try store.write(batch, durable: true)
             loaded = end
         }
         let loadSeconds = (ContinuousClock.now - loadStart).seconds
-        let state = StateStore(store: store, hasher: hasher, cache: StateNodeCache())
 
         let executor = Executor(chainId: chain.genesis.chainId, hasher: hasher)
         var height: UInt64 = 1
@@ -119,6 +125,7 @@ struct StateBench: AsyncParsableCommand {
         return Result(
             records: count, loadSeconds: loadSeconds, microsecondsPerTransaction: elapsed.seconds * 1e6 / timed,
             transactionsPerSecond: timed / elapsed.seconds, diskBytes: diskAfter,
-            diskBytesPerTransaction: Double(diskAfter - diskBefore) / Double(block * (blocks + 1)))
+            diskBytesPerTransaction: Double(diskAfter - diskBefore) / Double(block * (blocks + 1)), cacheMebibytes: cacheMib,
+            cachedNodes: cache.count, cachedBytes: cache.bytes)
     }
 }

@@ -78,7 +78,8 @@ public actor Node {
         logger: Logger = Logger(label: "civitas.node")
     ) throws {
         self.replica = try Replica(
-            genesis: genesis, store: store, validatorKey: validatorKey, limits: limits.mempool, settings: settings, logger: logger)
+            genesis: genesis, store: store, validatorKey: validatorKey, limits: limits.mempool,
+            stateCacheBytes: limits.stateCacheMebibytes << 20, settings: settings, logger: logger)
         self.genesis = genesis
         self.hasher = replica.hasher
         self.genesisHash = replica.genesisHash
@@ -385,9 +386,16 @@ public struct NodeLimits: Sendable, Codable, Equatable {
     public var waitersMax: Int
     public var subscribersMax: Int
     public var eventBufferMax: Int
+    /// Memory for the state tree's internal nodes. A budget above what the current tree
+    /// holds (about 100 bytes per key) keeps every block's tree update off the disk.
+    public var stateCacheMebibytes: Int
 
-    public init(mempool: MempoolLimits = .init(), waitersMax: Int = 20_000, subscribersMax: Int = 256, eventBufferMax: Int = 256) {
+    public init(
+        mempool: MempoolLimits = .init(), waitersMax: Int = 20_000, subscribersMax: Int = 256, eventBufferMax: Int = 256,
+        stateCacheMebibytes: Int = StateNodeCache.defaultCapacityBytes >> 20
+    ) {
         self.mempool = mempool
+        self.stateCacheMebibytes = stateCacheMebibytes
         self.waitersMax = waitersMax
         self.subscribersMax = subscribersMax
         self.eventBufferMax = eventBufferMax

@@ -96,8 +96,8 @@ public final class Replica {
     let ledger: Ledger
     let state: StateStore
     let executor: Executor
-    /// Decoded state-tree nodes, shared by the committed state and every block's view.
-    let nodeCache = StateNodeCache()
+    /// State-tree nodes, shared by the committed state and every block's view.
+    let nodeCache: StateNodeCache
     let validatorKey: PrivateKey?
     let logger: Logger
 
@@ -128,8 +128,8 @@ public final class Replica {
 
     public init(
         genesis: Genesis, store: any KeyValueStore, validatorKey: PrivateKey?, limits: MempoolLimits = .init(),
-        settings: ReplicaSettings = .init(), verifier: any SignatureVerifier = SignatureVerifiers(),
-        logger: Logger = Logger(label: "civitas.replica")
+        stateCacheBytes: Int = StateNodeCache.defaultCapacityBytes, settings: ReplicaSettings = .init(),
+        verifier: any SignatureVerifier = SignatureVerifiers(), logger: Logger = Logger(label: "civitas.replica")
     ) throws {
         try genesis.validate()
         // Senders' organisations and nonces are read by every admission and execution.
@@ -145,6 +145,7 @@ public final class Replica {
         self.validatorKey = validatorKey
         self.logger = logger
         ledger = Ledger(store: store, hasher: hasher)
+        nodeCache = StateNodeCache(capacityBytes: stateCacheBytes)
         state = StateStore(store: store, hasher: hasher, cache: nodeCache)
         executor = Executor(chainId: genesis.chainId, hasher: hasher)
         mempool = Mempool(limits: limits)

@@ -10,10 +10,14 @@ import CivitasCore
 /// stored in steps of four levels: an internal node holds the sixteen subtrees four
 /// levels below it, and the three levels between are hashed when needed, never stored.
 /// A key written then costs a quarter of the node writes and reads of a node per level.
-enum StateNode: Equatable {
+enum StateNode {
     /// `children[i]` is the subtree whose path continues with the four bits of `i`
-    /// (most significant first); always 16 entries.
-    case internalNode(children: [Child])
+    /// (most significant first). Inline, not a heap array: a tree update decodes and
+    /// rewrites several nodes per key, and an allocation each (over a kilobyte, beyond
+    /// the allocator's per-thread cache) cost more than the update itself.
+    typealias Children = InlineArray<16, Child>
+
+    case internalNode(children: Children)
     case leaf(keyHash: Hash, valueHash: Hash, key: [UInt8], value: [UInt8])
 
     enum Kind: UInt8 {
@@ -34,39 +38,45 @@ enum StateNode: Equatable {
     }
 
     static let fanout = 16
+    static let internalTag: UInt8 = 3
+    static let leafTag: UInt8 = 2
 
-    func encoded() -> [UInt8] {
-        switch self {
-        case .internalNode(let children):
-            var writer = CanonicalWriter(capacity: 3 + 65 * Self.fanout)
-            writer.u8(3)
-            var bitmap: UInt16 = 0
-            for (slot, child) in children.enumerated() where child.kind != .empty { bitmap |= 1 << UInt16(slot) }
-            writer.u16(bitmap)
-            for child in children where child.kind != .empty {
-                writer.u8(child.kind.rawValue)
-                writer.hash(child.hash)
-                if child.kind == .leaf { writer.hash(child.keyHash) }
-            }
-            return writer.bytes
-        case .leaf(let keyHash, let valueHash, let key, let value):
-            var writer = CanonicalWriter(capacity: 80 + key.count + value.count)
-            writer.u8(2)
-            writer.hash(keyHash)
-            writer.hash(valueHash)
-            writer.byteString(key, max: ProtocolLimits.stateKeyBytesMax)
-            writer.byteString(value, max: ProtocolLimits.stateValueBytesMax)
-            return writer.bytes
+    static func encoded(children: borrowing Children) -> [UInt8] {
+        var bitmap: UInt16 = 0
+        var size = 3
+        for slot in 0..<fanout where children[slot].kind != .empty {
+            bitmap |= 1 << UInt16(slot)
+            size += children[slot].kind == .leaf ? 65 : 33
         }
+        var writer = CanonicalWriter(capacity: size)
+        writer.u8(internalTag)
+        writer.u16(bitmap)
+        for slot in 0..<fanout where children[slot].kind != .empty {
+            let child = children[slot]
+            writer.u8(child.kind.rawValue)
+            writer.hash(child.hash)
+            if child.kind == .leaf { writer.hash(child.keyHash) }
+        }
+        return writer.bytes
+    }
+
+    static func encodedLeaf(keyHash: Hash, valueHash: Hash, key: [UInt8], value: [UInt8]) -> [UInt8] {
+        var writer = CanonicalWriter(capacity: 80 + key.count + value.count)
+        writer.u8(leafTag)
+        writer.hash(keyHash)
+        writer.hash(valueHash)
+        writer.byteString(key, max: ProtocolLimits.stateKeyBytesMax)
+        writer.byteString(value, max: ProtocolLimits.stateValueBytesMax)
+        return writer.bytes
     }
 
     init(decoding bytes: [UInt8]) throws(CodecError) {
         var reader = CanonicalReader(bytes)
         switch try reader.u8("node tag") {
-        case 3:
+        case Self.internalTag:
             let bitmap = try reader.u16("node child bitmap")
             guard bitmap != 0 else { throw .invalid(field: "node child bitmap", reason: "an internal node without children") }
-            var children = [Child](repeating: .empty, count: Self.fanout)
+            var children = Children(repeating: .empty)
             for slot in 0..<Self.fanout where bitmap & (1 << UInt16(slot)) != 0 {
                 let tag = try reader.u8("child kind")
                 guard let kind = Kind(rawValue: tag), kind != .empty else { throw .unknownTag(field: "child kind", tag: tag) }
@@ -74,7 +84,7 @@ enum StateNode: Equatable {
                 children[slot] = Child(kind: kind, hash: hash, keyHash: kind == .leaf ? try reader.hash("child key hash") : .zero)
             }
             self = .internalNode(children: children)
-        case 2:
+        case Self.leafTag:
             self = .leaf(
                 keyHash: try reader.hash("leaf key hash"), valueHash: try reader.hash("leaf value hash"),
                 key: try reader.byteString("leaf key", max: ProtocolLimits.stateKeyBytesMax),

@@ -1,55 +1,116 @@
 import CivitasCore
 import Synchronization
 
-/// Decoded state-tree nodes by hash, shared by every view of one node's state.
+/// Encoded internal nodes of the state tree by hash, shared by every view of one node's
+/// state, within a budget of bytes.
 ///
 /// Nodes are content-addressed, so an entry is never stale: whatever version or fork
 /// asked for it, the node with that hash has that content. Without the cache each key
-/// written costs one store read per level of the tree (about log2 of the key count).
-/// Bounded by two generations: entries go into the young one; when it fills, it becomes
-/// the old one and the previous old one is dropped; a hit in the old one moves back.
+/// written costs one store read per stored level of the tree. Leaves are not kept: an
+/// update never reads them (their key hashes are in their parents).
+///
+/// An update drops the versions it replaces (`remove`), so what stays is the current
+/// tree: with a budget above its internal nodes (about 1 GB at 10 million keys; see
+/// docs/benchmarks.md) a block reads no tree node from disk. Beyond the budget, entries
+/// leave in CLOCK order: one not used since the hand last passed goes first.
 public final class StateNodeCache: Sendable {
-    private struct Generations {
-        var young: [Hash: StateNode] = [:]
-        var old: [Hash: StateNode] = [:]
+    /// What an entry costs beyond its bytes: the index slot, the array header and the
+    /// allocator's own overhead, as measured by the RSS of a full cache.
+    static let entryOverhead = 96
+
+    private struct Slot {
+        var hash: Hash
+        var bytes: [UInt8]?
+        var used: Bool
     }
 
-    public let capacity: Int
-    private let generations: Mutex<Generations>
-
-    /// `capacity`: most entries per generation (so at most twice this many in all).
-    public init(capacity: Int = 200_000) {
-        precondition(capacity > 0)
-        self.capacity = capacity
-        var generations = Generations()
-        generations.young.reserveCapacity(capacity)
-        self.generations = Mutex(generations)
+    private struct Table {
+        var index: [Hash: Int32] = [:]
+        var slots: [Slot] = []
+        var free: [Int32] = []
+        var hand = 0
+        var bytes = 0
     }
 
-    func node(_ hash: Hash) -> StateNode? {
-        generations.withLock { state in
-            if let node = state.young[hash] { return node }
-            guard let node = state.old.removeValue(forKey: hash) else { return nil }
-            Self.insert(node, hash, into: &state, capacity: capacity)
-            return node
+    public let capacityBytes: Int
+    private let table = Mutex(Table())
+
+    public static let defaultCapacityBytes = 512 << 20
+
+    public init(capacityBytes: Int = StateNodeCache.defaultCapacityBytes) {
+        precondition(capacityBytes > 0)
+        self.capacityBytes = capacityBytes
+    }
+
+    func node(_ hash: Hash) -> [UInt8]? {
+        table.withLock { table in
+            guard let slot = table.index[hash] else { return nil }
+            table.slots[Int(slot)].used = true
+            return table.slots[Int(slot)].bytes
         }
     }
 
-    func insert(_ node: StateNode, _ hash: Hash) {
-        generations.withLock { Self.insert(node, hash, into: &$0, capacity: capacity) }
+    func insert(_ bytes: [UInt8], _ hash: Hash) {
+        let cost = bytes.count + Self.entryOverhead
+        guard cost <= capacityBytes else { return }
+        table.withLock { table in
+            if let slot = table.index[hash] {
+                table.slots[Int(slot)].used = true
+                return
+            }
+            while table.bytes + cost > capacityBytes, Self.evictOne(&table) {}
+            let entry = Slot(hash: hash, bytes: bytes, used: false)
+            let slot: Int32
+            if let reused = table.free.popLast() {
+                slot = reused
+                table.slots[Int(slot)] = entry
+            } else {
+                slot = Int32(table.slots.count)
+                table.slots.append(entry)
+            }
+            table.index[hash] = slot
+            table.bytes += cost
+        }
     }
 
-    public var count: Int { generations.withLock { $0.young.count + $0.old.count } }
-
-    private static func insert(_ node: StateNode, _ hash: Hash, into state: inout Generations, capacity: Int) {
-        if state.young.count >= capacity {
-            // The tables swap and the dropped one is emptied in place: a new table per
-            // turnover was grown by doubling into fresh pages, and the page faults and
-            // rehashing cost more than the tree update that filled it.
-            swap(&state.old, &state.young)
-            state.young.removeAll(keepingCapacity: true)
-            state.young.reserveCapacity(capacity)
+    /// Drops the node `hash` if cached: an update calls it for the versions it replaces,
+    /// which only an older root or an abandoned fork would read again.
+    func remove(_ hash: Hash) {
+        table.withLock { table in
+            guard let slot = table.index.removeValue(forKey: hash) else { return }
+            Self.clear(Int(slot), &table)
         }
-        state.young[hash] = node
+    }
+
+    public var count: Int { table.withLock { $0.index.count } }
+    /// Bytes held, counting each entry's overhead.
+    public var bytes: Int { table.withLock { $0.bytes } }
+
+    private static func clear(_ slot: Int, _ table: inout Table) {
+        table.bytes -= (table.slots[slot].bytes?.count ?? 0) + entryOverhead
+        table.slots[slot].bytes = nil
+        table.slots[slot].used = false
+        table.free.append(Int32(slot))
+    }
+
+    /// Advances the hand to the first entry not used since it last passed, clearing the
+    /// marks on the way, and evicts it. False when nothing is left to evict.
+    private static func evictOne(_ table: inout Table) -> Bool {
+        guard !table.index.isEmpty else { return false }
+        // Two turns at most: the first clears every mark it passes.
+        for _ in 0..<(2 * table.slots.count) {
+            if table.hand >= table.slots.count { table.hand = 0 }
+            let slot = table.hand
+            table.hand += 1
+            guard table.slots[slot].bytes != nil else { continue }
+            if table.slots[slot].used {
+                table.slots[slot].used = false
+                continue
+            }
+            table.index.removeValue(forKey: table.slots[slot].hash)
+            clear(slot, &table)
+            return true
+        }
+        return false
     }
 }

@@ -111,9 +111,9 @@ public final class StateTree: Sendable {
             case .internalNode(let children):
                 // On the path of `after`, the slots before its own lie wholly before it.
                 let afterSlot = onPath ? after?.nibble(depth) : nil
-                for (slot, child) in children.enumerated() where child.kind != .empty {
+                for slot in 0..<StateNode.fanout where children[slot].kind != .empty {
                     if let afterSlot, slot < afterSlot { continue }
-                    guard try walk(child.hash, depth: depth + 1, onPath: slot == afterSlot) else { return false }
+                    guard try walk(children[slot].hash, depth: depth + 1, onPath: slot == afterSlot) else { return false }
                 }
                 return true
             }
@@ -123,21 +123,30 @@ public final class StateTree: Sendable {
     }
 
     private func load(_ hash: Hash) throws(StateError) -> StateNode {
-        if let node = cache?.node(hash) { return node }
-        let node = try read(hash)
-        cache?.insert(node, hash)
-        return node
-    }
-
-    private func read(_ hash: Hash) throws(StateError) -> StateNode {
+        if let bytes = cache?.node(hash) { return try decode(bytes, hash) }
         let bytes: [UInt8]?
-        do { bytes = try store.get(StorePrefix.stateNode.key(hash.bytes)) } catch {
+        do { bytes = try store.get(Self.nodeKey(hash)) } catch {
             throw StateError(.storage, error.description)
         }
         guard let bytes else { throw StateError(.missingNode, "state node \(hash) is not in the store") }
+        let node = try decode(bytes, hash)
+        if case .internalNode = node { cache?.insert(bytes, hash) }
+        return node
+    }
+
+    private func decode(_ bytes: [UInt8], _ hash: Hash) throws(StateError) -> StateNode {
         do { return try StateNode(decoding: bytes) } catch {
             throw StateError(.corruptNode, "state node \(hash): \(error)")
         }
+    }
+
+    /// `n` + hash, built in one allocation: a block writes thousands of them.
+    static func nodeKey(_ hash: Hash) -> [UInt8] {
+        var key: [UInt8] = []
+        key.reserveCapacity(1 + Hash.byteCount)
+        key.append(StorePrefix.stateNode.rawValue)
+        hash.append(to: &key)
+        return key
     }
 
     // MARK: Writing
@@ -223,7 +232,9 @@ public final class StateTree: Sendable {
                 children[slot] = try apply(children[slot], depth: depth + 1, updates[start..<end], &writes)
                 start = end
             }
-            return stored(children, &writes)
+            let replacement = stored(children, &writes)
+            if replacement.hash != node.hash { cache?.remove(node.hash) }
+            return replacement
         }
     }
 
@@ -237,15 +248,15 @@ public final class StateTree: Sendable {
             if let value = first.value {
                 let valueHash = hasher.hash(.stateValue, value)
                 let hash = hasher.hash(.stateLeaf, first.keyHash, valueHash)
-                let node = StateNode.leaf(keyHash: first.keyHash, valueHash: valueHash, key: first.key, value: value)
-                writes.put(StorePrefix.stateNode.key(hash.bytes), node.encoded())
-                cache?.insert(node, hash)
+                writes.put(
+                    Self.nodeKey(hash),
+                    StateNode.encodedLeaf(keyHash: first.keyHash, valueHash: valueHash, key: first.key, value: value))
                 return StateNode.Child(kind: .leaf, hash: hash, keyHash: first.keyHash)
             }
         }
         // Two distinct 256-bit key hashes differ within 64 steps of four bits.
         precondition(depth < 64, "distinct key hashes share all 256 bits")
-        var children = [StateNode.Child](repeating: .empty, count: StateNode.fanout)
+        var children = StateNode.Children(repeating: .empty)
         var start = leaves.startIndex
         while start < leaves.endIndex {
             let slot = leaves[start].keyHash.nibble(depth)
@@ -259,17 +270,17 @@ public final class StateTree: Sendable {
 
     /// The subtree over `children`: stored as a node when it is internal; an empty
     /// subtree or a lone leaf (lifted to keep the form canonical) needs no node.
-    private func stored(_ children: [StateNode.Child], _ writes: inout WriteBatch) -> StateNode.Child {
+    private func stored(_ children: borrowing StateNode.Children, _ writes: inout WriteBatch) -> StateNode.Child {
         let subtree = fold(children, 0, StateNode.fanout)
         guard subtree.kind == .internalNode else { return subtree }
-        let node = StateNode.internalNode(children: children)
-        writes.put(StorePrefix.stateNode.key(subtree.hash.bytes), node.encoded())
-        cache?.insert(node, subtree.hash)
+        let bytes = StateNode.encoded(children: children)
+        writes.put(Self.nodeKey(subtree.hash), bytes)
+        cache?.insert(bytes, subtree.hash)
         return subtree
     }
 
     /// The binary subtree over `children[low ..< low + width]` (width a power of two).
-    private func fold(_ children: [StateNode.Child], _ low: Int, _ width: Int) -> StateNode.Child {
+    private func fold(_ children: borrowing StateNode.Children, _ low: Int, _ width: Int) -> StateNode.Child {
         if width == 1 { return children[low] }
         let half = width / 2
         return join(fold(children, low, half), fold(children, low + half, half))

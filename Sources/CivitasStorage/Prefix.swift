@@ -19,7 +19,13 @@ public enum StorePrefix: UInt8, Sendable {
     /// that a restarted node can go on from its certified tip.
     case certifiedBlock = 0x70
 
-    public func key(_ rest: [UInt8]) -> [UInt8] { [rawValue] + rest }
+    public func key(_ rest: [UInt8]) -> [UInt8] {
+        var key: [UInt8] = []
+        key.reserveCapacity(1 + rest.count)
+        key.append(rawValue)
+        key.append(contentsOf: rest)
+        return key
+    }
 
     public func key(height: UInt64) -> [UInt8] {
         var out = [rawValue]

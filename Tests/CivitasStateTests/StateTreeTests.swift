@@ -1,6 +1,6 @@
 import CivitasCore
 import CivitasCrypto
-import CivitasState
+@testable import CivitasState
 import CivitasStorage
 import CivitasTesting
 import Synchronization
@@ -243,8 +243,8 @@ import Testing
         let hasher = ChainHasher(.sha256)
         let store = MemoryStore()
         let plain = StateTree(store: store, hasher: hasher)
-        // A tiny cache, so generations turn over many times during the test.
-        let cache = StateNodeCache(capacity: 50)
+        // A tiny cache, so entries are evicted all through the test.
+        let cache = StateNodeCache(capacityBytes: 8_192)
         let cached = StateTree(store: store, hasher: hasher, cache: cache)
         var root = Hash.zero
         for round in 0..<20 {
@@ -254,23 +254,72 @@ import Testing
             #expect(actual == expected)
             try store.write(batch, durable: true)
             root = expected
-            #expect(cache.count <= 100)
+            #expect(cache.bytes <= 8_192)
         }
         for i in stride(from: 0, to: 300, by: 11) {
             #expect(try cached.prove(key(i), root: root) == (try plain.prove(key(i), root: root)))
         }
     }
 
-    @Test func nodesOfAnUncommittedUpdateAreServedFromTheCacheByContent() throws {
+    @Test func anUpdateOnAnUncommittedRootReadsItsNodesFromTheCache() throws {
         let hasher = ChainHasher(.sha256)
         let cache = StateNodeCache()
         let tree = StateTree(store: MemoryStore(), hasher: hasher, cache: cache)
-        // The batch is never written: reads at the new root come from the cache alone,
-        // which is sound because a node's hash names its content.
-        let (root, _) = try tree.update(root: .zero, changes: (0..<10).map { .init(key: key($0), value: [1]) })
-        #expect(try tree.get(key(3), root: root) == [1])
+        // The first batch is never written: the second update reads the nodes of the
+        // first from the cache alone, which is sound because a hash names its content.
+        let (root, _) = try tree.update(root: .zero, changes: (0..<40).map { .init(key: key($0), value: [1]) })
+        let (next, _) = try tree.update(root: root, changes: [.init(key: key(3), value: [2])])
+        let reference = StateTree(store: MemoryStore(), hasher: hasher)
+        #expect(next == (try reference.update(root: .zero, changes: (0..<40).map { .init(key: key($0), value: $0 == 3 ? [2] : [1]) })).root)
         let uncached = StateTree(store: MemoryStore(), hasher: hasher)
-        #expect(throws: StateError.self) { try uncached.get(key(3), root: root) }
+        #expect(throws: StateError.self) { try uncached.update(root: root, changes: [.init(key: key(3), value: [2])]) }
+    }
+
+    @Test func anUpdateDropsTheNodesItReplacesAndLeavesAreNotCached() throws {
+        let hasher = ChainHasher(.sha256)
+        let store = MemoryStore()
+        let cache = StateNodeCache()
+        let tree = StateTree(store: store, hasher: hasher, cache: cache)
+        var root = Hash.zero
+        for round in 0..<10 {
+            let batch: WriteBatch
+            (root, batch) = try tree.update(root: root, changes: (0..<200).map { .init(key: key($0), value: [UInt8(round)]) })
+            try store.write(batch, durable: true)
+        }
+        // Exactly the internal nodes of the current tree remain: the versions the
+        // updates replaced are gone, and no leaf was cached.
+        var internalNodes = 0
+        var pending = [root]
+        while let hash = pending.popLast() {
+            guard let bytes = try store.get(StorePrefix.stateNode.key(hash.bytes)), bytes.first == 3 else { continue }
+            internalNodes += 1
+            var offset = 3
+            while offset < bytes.count {
+                let kind = bytes[offset]
+                if kind == 2 { pending.append(Hash(bytes: bytes[(offset + 1)..<(offset + 33)])) }
+                offset += kind == 1 ? 65 : 33
+            }
+        }
+        #expect(internalNodes > 1)
+        #expect(cache.count == internalNodes)
+    }
+
+    @Test func aFullCacheEvictsWithinItsBudgetAndKeepsWhatIsUsed() {
+        let cache = StateNodeCache(capacityBytes: 10 * (100 + StateNodeCache.entryOverhead))
+        let hashes = (0..<30).map { Hash(bytes: [UInt8](repeating: UInt8($0), count: 32)) }
+        cache.insert([UInt8](repeating: 3, count: 100), hashes[0])
+        for hash in hashes.dropFirst() {
+            _ = cache.node(hashes[0])
+            cache.insert([UInt8](repeating: 3, count: 100), hash)
+            #expect(cache.bytes <= cache.capacityBytes)
+        }
+        #expect(cache.count == 10)
+        #expect(cache.node(hashes[0]) != nil)
+        #expect(cache.node(hashes[29]) != nil)
+        #expect(cache.node(hashes[1]) == nil)
+        // An entry above the whole budget is not kept, and evicts nothing.
+        cache.insert([UInt8](repeating: 3, count: cache.capacityBytes), hashes[1])
+        #expect(cache.count == 10)
     }
 }
 
