@@ -128,7 +128,9 @@ let package = Package(
             swiftSettings: strict),
         // Tests
         .testTarget(name: "CivitasCoreTests", dependencies: ["CivitasCore", "CivitasTesting"]),
-        .testTarget(name: "CivitasCryptoTests", dependencies: ["CivitasCrypto", "CivitasTesting"]),
+        .testTarget(
+            name: "CivitasCryptoTests",
+            dependencies: ["CivitasCrypto", "CivitasTesting", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "CivitasStorageTests", dependencies: ["CivitasStorage"]),
         .testTarget(
             name: "CivitasVMTests",

@@ -1,3 +1,6 @@
+/* SHA-256 through the one-call SHA256_* functions: a context on the stack and the
+ * hardware rounds, where EVP allocates a context per hash. OpenSSL 3 still ships them. */
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include "civitas_openssl.h"
 
 #include <openssl/bn.h>
@@ -7,6 +10,7 @@
 #include <openssl/obj_mac.h>
 #include <openssl/param_build.h>
 #include <openssl/pem.h>
+#include <openssl/sha.h>
 #include <openssl/x509.h>
 #include <pthread.h>
 #include <string.h>
@@ -21,6 +25,13 @@ static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static void init_algorithms(void) {
     sm3_md = EVP_MD_fetch(NULL, "SM3", NULL);
     sm2_group = EC_GROUP_new_by_curve_name(NID_sm2);
+}
+
+void civitas_sha256(const uint8_t *data, size_t length, uint8_t out[32]) {
+    SHA256_CTX context;
+    SHA256_Init(&context);
+    SHA256_Update(&context, data, length);
+    SHA256_Final(out, &context);
 }
 
 int civitas_sm3(const uint8_t *data, size_t length, uint8_t out[32]) {

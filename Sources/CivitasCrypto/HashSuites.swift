@@ -2,12 +2,20 @@ import CCivitasOpenSSL
 import CivitasCore
 import Crypto
 
-/// SHA-256 from swift-crypto: the international suite.
+/// SHA-256 from the system OpenSSL 3 (its hardware rounds, a context on the stack):
+/// the international suite. swift-crypto's `SHA256` gives the same digests (tested) but
+/// allocates a context per hash, and the state tree hashes several times per key written.
 public struct SHA256Hasher: CivitasCore.HashFunction {
     public init() {}
     public var suite: HashSuiteID { .sha256 }
     public func hash(_ bytes: [UInt8]) -> Hash {
-        SHA256.hash(data: bytes).withUnsafeBytes { Hash(raw: $0) }
+        bytes.withUnsafeBytes { hash(raw: $0) }
+    }
+    public func hash(raw bytes: UnsafeRawBufferPointer) -> Hash {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: Hash.byteCount) { output in
+            civitas_sha256(bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count, output.baseAddress!)
+            return Hash(raw: UnsafeRawBufferPointer(output))
+        }
     }
 }
 
@@ -16,15 +24,15 @@ public struct SM3Hasher: CivitasCore.HashFunction {
     public init() {}
     public var suite: HashSuiteID { .sm3 }
     public func hash(_ bytes: [UInt8]) -> Hash {
-        var out = [UInt8](repeating: 0, count: 32)
-        let ok = bytes.withUnsafeBufferPointer { input in
-            out.withUnsafeMutableBufferPointer { output in
-                civitas_sm3(input.baseAddress, input.count, output.baseAddress)
-            }
+        bytes.withUnsafeBytes { hash(raw: $0) }
+    }
+    public func hash(raw bytes: UnsafeRawBufferPointer) -> Hash {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: Hash.byteCount) { output in
+            let ok = civitas_sm3(bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count, output.baseAddress!)
+            // OpenSSL without SM3 is a broken installation, not bad input.
+            precondition(ok == 1, "OpenSSL SM3 failed: is libssl3 built without SM3?")
+            return Hash(raw: UnsafeRawBufferPointer(output))
         }
-        // OpenSSL without SM3 is a broken installation, not bad input.
-        precondition(ok == 1, "OpenSSL SM3 failed: is libssl3 built without SM3?")
-        return out.withUnsafeBytes { Hash(raw: $0) }
     }
 }
 
@@ -36,5 +44,9 @@ public struct ChainHasher: CivitasCore.HashFunction {
     @inline(__always)
     public func hash(_ bytes: [UInt8]) -> Hash {
         sha256 ? SHA256Hasher().hash(bytes) : SM3Hasher().hash(bytes)
+    }
+    @inline(__always)
+    public func hash(raw bytes: UnsafeRawBufferPointer) -> Hash {
+        sha256 ? SHA256Hasher().hash(raw: bytes) : SM3Hasher().hash(raw: bytes)
     }
 }

@@ -1,6 +1,7 @@
 import CivitasCore
 import CivitasCrypto
 import CivitasTesting
+import struct Crypto.SHA256
 import Foundation
 import Testing
 
@@ -13,6 +14,24 @@ import Testing
 
     @Test func sha256MatchesFIPS180() {
         #expect(SHA256Hasher().hash(Array("abc".utf8)).hex == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    }
+
+    @Test func sha256GivesSwiftCryptosDigestsAtEveryLengthAroundTheBlocks() {
+        // Lengths around the 64-byte blocks and the 55/56-byte padding edge.
+        for length in [0, 1, 54, 55, 56, 63, 64, 65, 82, 119, 120, 127, 128, 129, 1_000] {
+            let bytes = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
+            let expected = SHA256.hash(data: bytes).withUnsafeBytes { Hash(raw: $0) }
+            #expect(SHA256Hasher().hash(bytes) == expected, "length \(length)")
+            #expect(bytes.withUnsafeBytes { SHA256Hasher().hash(raw: $0) } == expected)
+        }
+    }
+
+    @Test func aPairOfHashesUnderADomainIsTheHashOfLabelZeroAndBoth() {
+        let first = SHA256Hasher().hash([1])
+        let second = SHA256Hasher().hash([2])
+        for hasher in [ChainHasher(.sha256), ChainHasher(.sm3)] {
+            #expect(hasher.hash(.stateNode, first, second) == hasher.hash(Array("civitas.state.node".utf8) + [0] + first.bytes + second.bytes))
+        }
     }
 
     @Test func chainHasherFollowsTheSuite() {

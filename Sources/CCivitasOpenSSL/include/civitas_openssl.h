@@ -10,6 +10,8 @@
  * raw r||s, 32 bytes each. Every function returns 1 on success and 0 on failure. */
 
 int civitas_sm3(const uint8_t *data, size_t length, uint8_t out[32]);
+/* SHA-256 of the international suite (cannot fail). */
+void civitas_sha256(const uint8_t *data, size_t length, uint8_t out[32]);
 
 int civitas_sm2_generate(uint8_t private_key[32], uint8_t public_key[65]);
 int civitas_sm2_public_from_private(const uint8_t private_key[32], uint8_t public_key[65]);

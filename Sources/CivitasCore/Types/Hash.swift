@@ -50,6 +50,14 @@ public struct Hash: Hashable, Comparable, Sendable, CustomStringConvertible {
         withUnsafeBytes(of: (w0.bigEndian, w1.bigEndian, w2.bigEndian, w3.bigEndian)) { out.append(contentsOf: $0) }
     }
 
+    /// Writes the 32 bytes at `pointer` (no alignment needed).
+    @inlinable public func store(to pointer: UnsafeMutableRawPointer) {
+        pointer.storeBytes(of: w0.bigEndian, toByteOffset: 0, as: UInt64.self)
+        pointer.storeBytes(of: w1.bigEndian, toByteOffset: 8, as: UInt64.self)
+        pointer.storeBytes(of: w2.bigEndian, toByteOffset: 16, as: UInt64.self)
+        pointer.storeBytes(of: w3.bigEndian, toByteOffset: 24, as: UInt64.self)
+    }
+
     /// Bit `index` counted from the most significant bit of the first byte; the state
     /// tree walks a key's path in this order.
     @inlinable public func bit(_ index: Int) -> Bool {

@@ -24,6 +24,8 @@ public enum HashSuiteID: UInt8, Sendable, CaseIterable, Codable, CustomStringCon
 public protocol HashFunction: Sendable {
     var suite: HashSuiteID { get }
     func hash(_ bytes: [UInt8]) -> Hash
+    /// The same hash over borrowed bytes, so callers can hash what they build on the stack.
+    func hash(raw bytes: UnsafeRawBufferPointer) -> Hash
 }
 
 /// Domain separation: every hashed object starts with its own ASCII label and a zero
@@ -61,14 +63,21 @@ extension HashFunction {
         return hash(input)
     }
 
+    public func hash(raw bytes: UnsafeRawBufferPointer) -> Hash { hash(Array(bytes)) }
+
+    /// Two hashes under a domain, built on the stack: the state tree hashes pairs of
+    /// children several times per key written.
     public func hash(_ domain: HashDomain, _ first: Hash, _ second: Hash) -> Hash {
-        var input: [UInt8] = []
-        input.reserveCapacity(domain.rawValue.utf8.count + 65)
-        input.append(contentsOf: domain.rawValue.utf8)
-        input.append(0)
-        first.append(to: &input)
-        second.append(to: &input)
-        return hash(input)
+        var label = domain.rawValue
+        return label.withUTF8 { label in
+            withUnsafeTemporaryAllocation(byteCount: label.count + 1 + 2 * Hash.byteCount, alignment: 8) { buffer in
+                buffer.copyMemory(from: UnsafeRawBufferPointer(label))
+                buffer[label.count] = 0
+                first.store(to: buffer.baseAddress!.advanced(by: label.count + 1))
+                second.store(to: buffer.baseAddress!.advanced(by: label.count + 1 + Hash.byteCount))
+                return hash(raw: UnsafeRawBufferPointer(buffer))
+            }
+        }
     }
 
     /// The root of a binary Merkle tree over `leaves` (transaction ids, receipts), with
