@@ -34,6 +34,8 @@ struct LoadBench: AsyncParsableCommand {
     @Option(help: "kv: number of distinct keys written.") var records = 10_000
     @Option(help: "kv: key choice, uniform or zipfian.") var distribution: KeyDistribution = .uniform
     @Option(help: "kv: bytes per value.") var valueBytes = 100
+    @Option(help: "kv: distinct keys written and committed before the run (not measured), so the run meets a state of that size.")
+    var preload = 0
     @Option(help: "transfer: recipient accounts (fewer: more contention).") var accounts = 1_000
     @Option(help: "A local network's directory.") var dir: String?
     @Option(help: "Validators of a new local network.") var devnet = 4
@@ -58,6 +60,7 @@ struct LoadBench: AsyncParsableCommand {
         guard (0...600).contains(warmup) else { throw ValidationError("--warmup must be 0 to 600 seconds") }
         guard (1...100_000_000).contains(records) else { throw ValidationError("--records must be 1 to 100000000") }
         guard (0...16_384).contains(valueBytes) else { throw ValidationError("--value-bytes must be 0 to 16384") }
+        guard (0...100_000_000).contains(preload) else { throw ValidationError("--preload must be 0 to 100000000") }
         guard (1...10_000_000).contains(accounts) else { throw ValidationError("--accounts must be 1 to 10000000") }
         guard (1...16).contains(devnet) else { throw ValidationError("--devnet must be 1 to 16") }
         guard (1...999).contains(clients) else { throw ValidationError("--clients must be 1 to 999") }
@@ -89,6 +92,8 @@ struct LoadBench: AsyncParsableCommand {
         var durationSeconds: Double
         var warmupSeconds: Double
         var records: Int
+        var preloaded: Int
+        var preloadSeconds: Double
         var distribution: KeyDistribution
         var valueBytes: Int
         var accounts: Int
@@ -181,11 +186,24 @@ struct LoadBench: AsyncParsableCommand {
         let signers = try keyPaths.map { try KeyFile.load($0) }
         let client = NodeClient(base: urls[0])
         let (status, hasher) = try await client.chain()
-        var nonces: [UInt64] = []
-        for key in signers {
-            let account: AccountView = try await client.get("/v1/accounts/\(Address(of: key.publicKey, using: hasher))")
-            guard account.organisation != nil else { throw CommandError("key \(Address(of: key.publicKey, using: hasher)) is no member of this chain") }
-            nonces.append(account.nonce)
+        func readNonces() async throws -> [UInt64] {
+            var nonces: [UInt64] = []
+            for key in signers {
+                let account: AccountView = try await client.get("/v1/accounts/\(Address(of: key.publicKey, using: hasher))")
+                guard account.organisation != nil else { throw CommandError("key \(Address(of: key.publicKey, using: hasher)) is no member of this chain") }
+                nonces.append(account.nonce)
+            }
+            return nonces
+        }
+        var nonces = try await readNonces()
+        var preloadSeconds = 0.0
+        var preloaded = 0
+        if preload > 0 {
+            let start = ContinuousClock.now
+            preloaded = try preloadState(signers: signers, nonces: nonces, chainId: status.chainId, hasher: hasher, endpoints: endpoints, height: status.height)
+            preloadSeconds = (ContinuousClock.now - start).seconds
+            if !json { print(String(format: "preloaded %d keys in %.0f s (%.0f tx/s)", preloaded, preloadSeconds, Double(preloaded) / preloadSeconds)) }
+            nonces = try await readNonces()
         }
         let scheme = signers[0].publicKey.scheme
         let cores = ProcessInfo.processInfo.activeProcessorCount
@@ -299,7 +317,7 @@ struct LoadBench: AsyncParsableCommand {
             return Report(
                 setup: Setup(
                     workload: workload, mode: mode, rate: self.rate, concurrency: concurrency, batch: batch, durationSeconds: duration,
-                    warmupSeconds: warmup, records: records, distribution: distribution, valueBytes: valueBytes, accounts: accounts,
+                    warmupSeconds: warmup, records: records, preloaded: preloaded, preloadSeconds: preloadSeconds, distribution: distribution, valueBytes: valueBytes, accounts: accounts,
                     validators: validatorCount, nodes: urls.count, senders: signers.count, scheme: scheme.description,
                     hashSuite: hasher.suite.description, presigned: plan.transactionCount, signingSeconds: signingSeconds, cores: cores,
                     memoryGib: Int(ProcessInfo.processInfo.physicalMemory >> 30)),
@@ -317,6 +335,54 @@ struct LoadBench: AsyncParsableCommand {
         } else {
             Self.render(report)
         }
+    }
+
+    /// Writes `preload` distinct keys, closed-loop with every worker, in rounds of at
+    /// most `transactionsMax` pre-signed transactions, and returns once each is committed,
+    /// with the count written (whole batches: up to one batch per worker more than asked).
+    private func preloadState(
+        signers: [PrivateKey], nonces: [UInt64], chainId: String, hasher: ChainHasher, endpoints: [LoopbackHTTP.Endpoint], height: UInt64
+    ) throws -> Int {
+        var nonces = nonces
+        var written = 0
+        while written < preload {
+            let perWorkerBatches = max(1, min(preload - written, transactionsMax) / (concurrency * batch))
+            let shape = LoadPlan.Shape(
+                workload: .kv, records: preload, distribution: .uniform, valueBytes: valueBytes, accounts: 1, batch: batch,
+                workers: concurrency, batchesPerWorker: perWorkerBatches, expiryHeight: height + 1_000_000,
+                seed: 0x5052_454C_4F41_44 &+ UInt64(written), distinctFrom: written)
+            if !json { print("preload: signing \(perWorkerBatches * concurrency * batch) transactions…") }
+            let plan = try LoadPlan(shape: shape, keys: signers, nonces: nonces, chainId: chainId, hasher: hasher, endpoints: endpoints)
+            let recorder = LoadRecorder(transactions: plan.transactionCount, batch: batch)
+            let events = try EventReader(endpoint: endpoints[0], plan: plan, recorder: recorder)
+            let workers = (0..<concurrency).map { number in
+                LoadWorker(
+                    number: number, plan: plan, endpoint: endpoints[number % endpoints.count],
+                    schedule: .init(mode: .closed, interval: 0, offset: 0, end: .max, commitTimeoutNanoseconds: 120_000_000_000),
+                    recorder: recorder)
+            }
+            for worker in workers { worker.join() }
+            recorder.snapshot { $0.stopping = true }
+            _ = events
+            if let error = workers.compactMap(\.error).first { throw CommandError("preload: \(error)") }
+            let (committed, failed, rejected) = recorder.snapshot {
+                ($0.committed.count { $0 != LoadRecorder.never }, $0.failed, $0.rejections)
+            }
+            guard committed == plan.transactionCount, failed == 0, rejected.isEmpty else {
+                throw CommandError(
+                    "preload: \(committed) of \(plan.transactionCount) transactions committed, \(failed) failed, refused: \(rejected)")
+            }
+            // Worker w signs with the keys k ≡ w (mod workers), in turn.
+            for worker in 0..<concurrency {
+                let own = Array(stride(from: worker, to: signers.count, by: concurrency))
+                let perWorker = batch * perWorkerBatches
+                for (position, key) in own.enumerated() {
+                    nonces[key] += UInt64(perWorker / own.count + (position < perWorker % own.count ? 1 : 0))
+                }
+            }
+            written += plan.transactionCount
+        }
+        return written
     }
 
     private func sleep(until time: Int64, _ recorder: LoadRecorder) async throws {

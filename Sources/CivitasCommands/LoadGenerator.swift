@@ -82,6 +82,9 @@ struct LoadPlan {
         var expiryHeight: UInt64
         var gasLimit: UInt64 = 100_000
         var seed: UInt64 = 1
+        /// kv: each transaction writes a key of its own, numbered from here (a preload),
+        /// instead of a chosen one.
+        var distinctFrom: Int? = nil
     }
 
     let shape: Shape
@@ -116,7 +119,8 @@ struct LoadPlan {
                 var body: [UInt8] = []
                 for number in 0..<perWorker {
                     let signer = number % builders.count
-                    let call = Self.call(shape, number: number, random: &random, zipfian: zipfian, accounts: accounts)
+                    let call = Self.call(
+                        shape, number: worker * perWorker + number, random: &random, zipfian: zipfian, accounts: accounts)
                     let (transaction, id) = try builders[signer].0.sign(
                         call: call, nonce: next[signer], expiryHeight: shape.expiryHeight, gasLimit: shape.gasLimit)
                     next[signer] += 1
@@ -155,7 +159,7 @@ struct LoadPlan {
     ) -> Call {
         switch shape.workload {
         case .kv:
-            let record = zipfian?.record(&random) ?? Int(random.next() % UInt64(shape.records))
+            let record = shape.distinctFrom.map { $0 + number } ?? zipfian?.record(&random) ?? Int(random.next() % UInt64(shape.records))
             var value = [UInt8](repeating: 0, count: shape.valueBytes)
             for index in value.indices { value[index] = UInt8(ascii: "a") + UInt8(random.next() % 26) }
             let key = Array(String(format: "user%010d", record).utf8)
@@ -342,7 +346,7 @@ final class EventReader: @unchecked Sendable {
         // arrives in many chunks and is not scanned again from its start for each.
         var searched = 0
         do {
-            while let chunk = try connection.chunk() {
+            while !recorder.snapshot({ $0.stopping }), let chunk = try connection.chunk() {
                 pending += chunk
                 while let end = Self.blankLine(in: pending, from: max(0, searched - 1)) {
                     let event = pending[..<end]
