@@ -168,9 +168,28 @@ public actor Node {
     /// Runs the node until cancelled: its timers fire on their own.
     public func run() async {
         startIfNeeded()
+        warmStateCache()
         while !Task.isCancelled {
             do { try await Task.sleep(for: .seconds(3_600)) } catch { return }
         }
+    }
+
+    /// Fills the state cache from the committed tree on a thread of its own, so that the
+    /// first blocks after a restart do not each read their paths from disk. It only adds
+    /// nodes (content-addressed, so never stale) and stops when the budget is full, the
+    /// tree is read, or the node is gone.
+    private func warmStateCache() {
+        let tree = StateTree(store: store, hasher: hasher, cache: nodeCache)
+        let root = replica.head.block.header.stateRoot
+        let logger = logger
+        let thread = Thread { [weak self] in
+            let start = ContinuousClock.now
+            let read = tree.warm(root: root) { self == nil }
+            let elapsed = ContinuousClock.now - start
+            logger.info("state cache warmed: \(read) tree nodes read in \(elapsed)")
+        }
+        thread.name = "civitas-state-warm"
+        thread.start()
     }
 
     /// Moves a manual clock forward, firing every timer that falls due on the way in

@@ -122,6 +122,39 @@ public final class StateTree: Sendable {
         return out
     }
 
+    /// Reads the internal nodes under `root` into the cache, breadth first, until the
+    /// next one would not fit in its budget or the tree is read; `stop` is asked before
+    /// each read. A restarted node calls it in the background: its blocks then find the
+    /// top of the tree (or all of it) in memory rather than reading a path of nodes from
+    /// disk per written key. Never evicts; stops at the first node it cannot read.
+    /// Returns how many nodes it read from the store.
+    @discardableResult
+    public func warm(root: Hash, stop: () -> Bool = { false }) -> Int {
+        guard let cache, root != .zero else { return 0 }
+        var level = [root]
+        var read = 0
+        while !level.isEmpty {
+            var next: [Hash] = []
+            for hash in level {
+                if stop() { return read }
+                let bytes: [UInt8]
+                if let cached = cache.node(hash) {
+                    bytes = cached
+                } else {
+                    guard let stored = try? store.get(Self.nodeKey(hash)), stored.first == StateNode.internalTag else { return read }
+                    guard cache.bytes + stored.count + StateNodeCache.entryOverhead <= cache.capacityBytes else { return read }
+                    cache.insert(stored, hash)
+                    read += 1
+                    bytes = stored
+                }
+                guard case .internalNode(let children)? = try? StateNode(decoding: bytes) else { return read }
+                for slot in 0..<StateNode.fanout where children[slot].kind == .internalNode { next.append(children[slot].hash) }
+            }
+            level = next
+        }
+        return read
+    }
+
     private func load(_ hash: Hash) throws(StateError) -> StateNode {
         if let bytes = cache?.node(hash) { return try decode(bytes, hash) }
         let bytes: [UInt8]?

@@ -304,6 +304,32 @@ import Testing
         #expect(cache.count == internalNodes)
     }
 
+    @Test func warmingReadsTheInternalNodesTopDownWithinTheBudget() throws {
+        let hasher = ChainHasher(.sha256)
+        let store = MemoryStore()
+        let writer = StateTree(store: store, hasher: hasher, cache: StateNodeCache())
+        let (root, batch) = try writer.update(root: .zero, changes: (0..<3_000).map { .init(key: key($0), value: [1]) })
+        try store.write(batch, durable: true)
+
+        // The whole tree fits: afterwards an update reads nothing from the store.
+        let cache = StateNodeCache()
+        let read = StateTree(store: store, hasher: hasher, cache: cache).warm(root: root)
+        #expect(read > 16 && cache.count == read)
+        let counting = LeafReadCountingStore()
+        try counting.base.write(batch, durable: true)
+        let warmed = StateTree(store: counting, hasher: hasher, cache: cache)
+        _ = try warmed.update(root: root, changes: [.init(key: key(7), value: [2])])
+        #expect(counting.reads.withLock { $0 } == 0)
+
+        // A small budget: warming stops before it would evict, with the root kept.
+        let small = StateNodeCache(capacityBytes: 20 * (StateNodeCache.entryOverhead + 600))
+        let partial = StateTree(store: store, hasher: hasher, cache: small).warm(root: root)
+        #expect(partial > 0 && partial < read && small.bytes <= small.capacityBytes)
+        #expect(small.node(root) != nil)
+        // And it stops when asked.
+        #expect(StateTree(store: store, hasher: hasher, cache: StateNodeCache()).warm(root: root) { true } == 0)
+    }
+
     @Test func aFullCacheEvictsWithinItsBudgetAndKeepsWhatIsUsed() {
         let cache = StateNodeCache(capacityBytes: 10 * (100 + StateNodeCache.entryOverhead))
         let hashes = (0..<30).map { Hash(bytes: [UInt8](repeating: UInt8($0), count: 32)) }
@@ -327,8 +353,10 @@ import Testing
 final class LeafReadCountingStore: KeyValueStore, Sendable {
     let base = MemoryStore()
     let leafReads = Mutex(0)
+    let reads = Mutex(0)
 
     func get(_ key: [UInt8]) throws(StorageError) -> [UInt8]? {
+        reads.withLock { $0 += 1 }
         let value = try base.get(key)
         if key.first == StorePrefix.stateNode.rawValue, value?.first == 2 { leafReads.withLock { $0 += 1 } }
         return value
