@@ -18,6 +18,8 @@ import Testing
         #expect(config.limits.mempool.bytesMax == 1024)
         #expect(config.limits.mempool.transactionsMax == MempoolLimits().transactionsMax)
         #expect(config.apiHost == "127.0.0.1")
+        #expect(config.limits.stateCacheMebibytes == 512)
+        #expect(try decode(#"{"limits": {"stateCacheMebibytes": 2048}}"#).limits.stateCacheMebibytes == 2048)
     }
 
     @Test func theValidatorKeyIsPresentOnlyWhenNamed() throws {
@@ -56,6 +58,8 @@ import Testing
             (#"{"logLevel": "loud"}"#, "logLevel"),
             (#"{"apiLimits": {"requestsPerSecondPerClient": 0}}"#, "apiLimits"),
             (#"{"limits": {"mempool": {"transactionsMax": 0}}}"#, "limits.mempool"),
+            (#"{"limits": {"stateCacheMebibytes": 0}}"#, "limits.stateCacheMebibytes"),
+            (#"{"limits": {"stateCacheMebibytes": 2000000}}"#, "limits.stateCacheMebibytes"),
         ]
         for (json, expected) in cases {
             let config = try decode(json)

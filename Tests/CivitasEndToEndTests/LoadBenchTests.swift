@@ -75,30 +75,33 @@ import Testing
         }
     }
 
-    @Test func openLoopHoldsItsRateWellBelowSaturation() throws {
-        let directory = TemporaryDirectory("e2e-bench-open")
+    /// A run on a new local network in a directory of its own, removed after.
+    func benchOnANewNetwork(_ name: String, _ arguments: [String]) throws -> Report {
+        let directory = TemporaryDirectory(name)
         defer { directory.remove() }
-        let run = try bench(
-            [
-                "--dir", directory.path + "/net", "--devnet", "1", "--clients", "2", "--mode", "open", "--rate", "100",
-                "--concurrency", "2", "--batch", "10", "--duration", "3", "--warmup", "1",
-            ], in: directory.path)
+        let run = try bench(["--dir", directory.path + "/net"] + arguments, in: directory.path)
         #expect(run.status == 0, "\(run.output)")
-        let report = try #require(run.report, "\(run.output)")
+        return try #require(run.report, "\(run.output)")
+    }
+
+    @Test func openLoopHoldsItsRateWellBelowSaturation() throws {
+        let report = try benchOnANewNetwork(
+            "e2e-bench-open",
+            [
+                "--devnet", "1", "--clients", "2", "--mode", "open", "--rate", "100", "--concurrency", "2", "--batch", "10",
+                "--duration", "3", "--warmup", "1",
+            ])
         #expect(report.submittedTps > 80 && report.submittedTps < 120)
         #expect(report.committed > 0)
     }
 
     @Test func aPreloadCommitsItsKeysBeforeTheRun() throws {
-        let directory = TemporaryDirectory("e2e-bench-preload")
-        defer { directory.remove() }
-        let run = try bench(
+        let report = try benchOnANewNetwork(
+            "e2e-bench-preload",
             [
-                "--dir", directory.path + "/net", "--devnet", "1", "--clients", "2", "--preload", "300", "--concurrency", "2",
-                "--batch", "20", "--duration", "1", "--warmup", "1", "--transactions-max", "2000",
-            ], in: directory.path)
-        #expect(run.status == 0, "\(run.output)")
-        let report = try #require(run.report, "\(run.output)")
+                "--devnet", "1", "--clients", "2", "--preload", "300", "--concurrency", "2", "--batch", "20", "--duration", "1",
+                "--warmup", "1", "--transactions-max", "2000",
+            ])
         // Whole batches of 20 for 2 workers: 300 rounds up to 320; every one was
         // committed (the bench fails otherwise), and the run's own load went on after.
         #expect(report.setup.preloaded == 320)
