@@ -372,14 +372,7 @@ struct LoadBench: AsyncParsableCommand {
                 throw CommandError(
                     "preload: \(committed) of \(plan.transactionCount) transactions committed, \(failed) failed, refused: \(rejected)")
             }
-            // Worker w signs with the keys k ≡ w (mod workers), in turn.
-            for worker in 0..<concurrency {
-                let own = Array(stride(from: worker, to: signers.count, by: concurrency))
-                let perWorker = batch * perWorkerBatches
-                for (position, key) in own.enumerated() {
-                    nonces[key] += UInt64(perWorker / own.count + (position < perWorker % own.count ? 1 : 0))
-                }
-            }
+            nonces = plan.nextNonces
             written += plan.transactionCount
         }
         return written

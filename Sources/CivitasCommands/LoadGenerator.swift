@@ -92,6 +92,8 @@ struct LoadPlan {
     let ids: [Hash]
     let requests: [[UInt8]]
     let index: [Hash: Int32]
+    /// Each key's next nonce once every transaction of the plan has committed.
+    let nextNonces: [UInt64]
 
     var transactionCount: Int { ids.count }
 
@@ -107,7 +109,8 @@ struct LoadPlan {
         let failure = WorkerOutput(count: 1)
         DispatchQueue.concurrentPerform(iterations: shape.workers) { worker in
             do {
-                let builders = stride(from: worker, to: keys.count, by: shape.workers).map {
+                let ownKeys = Array(stride(from: worker, to: keys.count, by: shape.workers))
+                let builders = ownKeys.map {
                     (TransactionBuilder(chainId: chainId, hashSuite: hasher.suite, key: keys[$0]), nonces[$0])
                 }
                 var next = builders.map(\.1)
@@ -134,7 +137,7 @@ struct LoadPlan {
                         body.removeAll(keepingCapacity: true)
                     }
                 }
-                slots.store((ids, requests), at: worker)
+                slots.store((ids, requests, Array(zip(ownKeys, next))), at: worker)
             } catch {
                 failure.fail("signing failed: \(error)")
             }
@@ -142,10 +145,13 @@ struct LoadPlan {
         if let message = failure.failure { throw CommandError(message) }
         var ids: [Hash] = []
         var requests: [[UInt8]] = []
-        for (workerIds, workerRequests) in slots.values {
+        var nextNonces = nonces
+        for (workerIds, workerRequests, workerNonces) in slots.values {
             ids += workerIds
             requests += workerRequests
+            for (key, nonce) in workerNonces { nextNonces[key] = nonce }
         }
+        self.nextNonces = nextNonces
         self.ids = ids
         self.requests = requests
         var index: [Hash: Int32] = [:]
@@ -176,12 +182,12 @@ struct LoadPlan {
 /// One slot per concurrent task, each written once by its own task.
 private final class WorkerOutput: @unchecked Sendable {
     private let lock = NSLock()
-    private var slots: [([Hash], [[UInt8]])?]
+    private var slots: [([Hash], [[UInt8]], [(key: Int, nonce: UInt64)])?]
     private(set) var failure: String?
     init(count: Int) { slots = Array(repeating: nil, count: count) }
-    func store(_ value: ([Hash], [[UInt8]]), at index: Int) { lock.withLock { slots[index] = value } }
+    func store(_ value: ([Hash], [[UInt8]], [(key: Int, nonce: UInt64)]), at index: Int) { lock.withLock { slots[index] = value } }
     func fail(_ message: String) { lock.withLock { failure = failure ?? message } }
-    var values: [([Hash], [[UInt8]])] { lock.withLock { slots.map { $0 ?? ([], []) } } }
+    var values: [([Hash], [[UInt8]], [(key: Int, nonce: UInt64)])] { lock.withLock { slots.map { $0 ?? ([], [], []) } } }
 }
 
 /// What the workers and the event reader record, in nanoseconds since the run's origin.
