@@ -14,8 +14,9 @@ import Synchronization
 /// docs/benchmarks.md) a block reads no tree node from disk. Beyond the budget, entries
 /// leave in CLOCK order: one not used since the hand last passed goes first.
 public final class StateNodeCache: Sendable {
-    /// What an entry costs beyond its bytes: the index slot, the array header and the
-    /// allocator's own overhead, as measured by the RSS of a full cache.
+    /// What an entry is counted beyond its bytes, an estimate of its index slot (hash and
+    /// position), its slot record and its array's header. Not measured: the allocator's
+    /// rounding and the index's spare capacity come on top.
     static let entryOverhead = 96
 
     private struct Slot {
@@ -51,14 +52,28 @@ public final class StateNodeCache: Sendable {
     }
 
     func insert(_ bytes: [UInt8], _ hash: Hash) {
+        insert(bytes, hash, evicting: true)
+    }
+
+    /// Adds the node only if it fits without evicting anything; false when it does not.
+    /// Warming uses it, so that it never pushes out what blocks are using meanwhile.
+    func insertIfRoom(_ bytes: [UInt8], _ hash: Hash) -> Bool {
+        insert(bytes, hash, evicting: false)
+    }
+
+    @discardableResult
+    private func insert(_ bytes: [UInt8], _ hash: Hash, evicting: Bool) -> Bool {
         let cost = bytes.count + Self.entryOverhead
-        guard cost <= capacityBytes else { return }
-        table.withLock { table in
+        guard cost <= capacityBytes else { return false }
+        return table.withLock { table in
             if let slot = table.index[hash] {
                 table.slots[Int(slot)].used = true
-                return
+                return true
             }
-            while table.bytes + cost > capacityBytes, Self.evictOne(&table) {}
+            if evicting {
+                while table.bytes + cost > capacityBytes, Self.evictOne(&table) {}
+            }
+            guard table.bytes + cost <= capacityBytes else { return false }
             let entry = Slot(hash: hash, bytes: bytes, used: false)
             let slot: Int32
             if let reused = table.free.popLast() {
@@ -70,6 +85,7 @@ public final class StateNodeCache: Sendable {
             }
             table.index[hash] = slot
             table.bytes += cost
+            return true
         }
     }
 

@@ -141,9 +141,9 @@ public final class StateTree: Sendable {
                 if let cached = cache.node(hash) {
                     bytes = cached
                 } else {
-                    guard let stored = try? store.get(Self.nodeKey(hash)), stored.first == StateNode.internalTag else { return read }
-                    guard cache.bytes + stored.count + StateNodeCache.entryOverhead <= cache.capacityBytes else { return read }
-                    cache.insert(stored, hash)
+                    guard let stored = try? store.get(Self.nodeKey(hash)), stored.first == StateNode.internalTag,
+                        cache.insertIfRoom(stored, hash)
+                    else { return read }
                     read += 1
                     bytes = stored
                 }
