@@ -29,8 +29,9 @@ public final class Ledger: Sendable {
 
     /// The layout of the store's contents this code writes and reads. Format 1 stored
     /// one state-tree node per binary level; format 2 four levels per node; format 3
-    /// also keeps each receipt in its transaction's index entry (one key, not two).
-    public static let storeFormat: UInt64 = 3
+    /// also keeps each receipt in its transaction's index entry (one key, not two); format 4
+    /// stores each tree node under the version that wrote it, with an index of roots.
+    public static let storeFormat: UInt64 = 4
 
     static func epochKey(_ epoch: UInt64) -> [UInt8] {
         var writer = CanonicalWriter(capacity: 16)

@@ -93,7 +93,7 @@ public actor Node {
         self.executor = replica.executor
         self.nodeCache = replica.nodeCache
         self.ledger = Ledger(store: replica.store, hasher: replica.hasher)
-        self.state = StateStore(store: replica.store, hasher: replica.hasher, cache: replica.nodeCache)
+        self.state = StateStore(store: replica.store, hasher: replica.hasher, cache: replica.nodeCache, versions: replica.stateVersions)
         let opened = replica.head.block.header
         logger.info("chain \(genesis.chainId) at height \(opened.height), state root \(opened.stateRoot)")
     }

@@ -98,6 +98,8 @@ public final class Replica {
     let executor: Executor
     /// State-tree nodes, shared by the committed state and every block's view.
     let nodeCache: StateNodeCache
+    /// Shared by the committed state and every view of an uncommitted block (`StateVersions`).
+    let stateVersions: StateVersions
     let validatorKey: PrivateKey?
     let logger: Logger
 
@@ -146,10 +148,12 @@ public final class Replica {
         self.logger = logger
         ledger = Ledger(store: store, hasher: hasher)
         nodeCache = StateNodeCache(capacityBytes: stateCacheBytes)
-        state = StateStore(store: store, hasher: hasher, cache: nodeCache)
+        stateVersions = try StateVersions(store: store)
+        state = StateStore(store: store, hasher: hasher, cache: nodeCache, versions: stateVersions)
         executor = Executor(chainId: genesis.chainId, hasher: hasher)
         mempool = Mempool(limits: limits)
-        head = try Self.openChain(genesis: genesis, genesisHash: genesisHash, ledger: ledger, state: state, hasher: hasher)
+        head = try Self.openChain(
+            genesis: genesis, genesisHash: genesisHash, store: store, ledger: ledger, state: state, hasher: hasher, logger: logger)
         for change in try ledger.epochChanges() { epochChanges[change.lastHeader.height] = change }
         if let bytes = try state.value(for: ValidatorSet.stateKey) {
             validators = try ValidatorSet(canonicalBytes: bytes)
@@ -192,21 +196,26 @@ public final class Replica {
 
     /// Loads the last committed block, or writes block 0 from the genesis on first start.
     static func openChain(
-        genesis: Genesis, genesisHash: Hash, ledger: Ledger, state: StateStore, hasher: ChainHasher
+        genesis: Genesis, genesisHash: Hash, store: any KeyValueStore, ledger: Ledger, state: StateStore, hasher: ChainHasher,
+        logger: Logger
     ) throws -> CommittedBlock {
         if let height = try ledger.committedHeight() {
             guard try ledger.genesisHash() == genesisHash else {
                 throw NodeError(.genesisMismatch, "the data directory holds another chain than this genesis file")
             }
-            let format = try ledger.format()
+            guard let block = try ledger.block(at: height) else {
+                throw NodeError(.storage, "committed height \(height) has no block")
+            }
+            var format = try ledger.format()
+            if format == 3 {
+                try StoreMigration.migrate3To4(store: store, state: state, head: block, logger: logger)
+                format = try ledger.format()
+            }
             guard format == Ledger.storeFormat else {
                 throw NodeError(
                     .storage,
                     "the data directory has store format \(format) and this node reads format \(Ledger.storeFormat): "
                         + "move it aside and let the node sync from its peers (docs/operations.md, upgrades)")
-            }
-            guard let block = try ledger.block(at: height) else {
-                throw NodeError(.storage, "committed height \(height) has no block")
             }
             return block
         }
@@ -466,7 +475,8 @@ public final class Replica {
             layers.append(block.batch)
             cursor = block.block.header.parent
         }
-        let view = StateStore(store: OverlayStore(base: store, layers: layers.reversed()), hasher: hasher, cache: nodeCache)
+        let view = StateStore(
+            store: OverlayStore(base: store, layers: layers.reversed()), hasher: hasher, cache: nodeCache, versions: stateVersions)
         cachedView = (parent, head.hash, view)
         return view
     }

@@ -1,10 +1,25 @@
 import CivitasCore
 
-/// A node of the sparse Merkle tree as stored under `n` + its hash.
+/// Where a stored node of the state tree is: the version that wrote it and its hash.
 ///
-/// Nodes are content-addressed: a leaf's hash depends only on its key and value, an
-/// internal node's on its children, so an unchanged subtree is shared by every version
-/// that contains it and any historical root can be read.
+/// Nodes are stored under `s` + version + hash, so the nodes one update writes lie
+/// together and each update's lie after the last one's: RocksDB appends them rather than
+/// merging them into the key space at random (ADR 0011). The hash still names the
+/// content: two refs with the same hash hold the same subtree, whatever their versions.
+public struct StateNodeRef: Hashable, Sendable {
+    public var version: UInt64
+    public var hash: Hash
+    public init(version: UInt64, hash: Hash) {
+        self.version = version
+        self.hash = hash
+    }
+}
+
+/// A node of the sparse Merkle tree as stored under `s` + version + hash.
+///
+/// A leaf's hash depends only on its key and value, an internal node's on its children,
+/// so an unchanged subtree is shared by every version that contains it and any
+/// historical root can be read.
 ///
 /// The tree is binary (its hashes and proofs are those of a binary tree), but it is
 /// stored in steps of four levels: an internal node holds the sixteen subtrees four
@@ -26,15 +41,20 @@ enum StateNode {
         case internalNode = 2
     }
 
-    /// A subtree as its parent names it. A leaf child carries its key hash too, so an
-    /// update never reads a leaf to learn whether it is the key being written (replace
-    /// it) or another one (move it down, unchanged: its hash does not depend on its place).
+    /// A subtree as its parent names it: its hash, and the version it is stored under.
+    /// A leaf child carries its key hash too, so an update never reads a leaf to learn
+    /// whether it is the key being written (replace it) or another one (move it down,
+    /// unchanged: neither its hash nor its place in the store depends on its depth).
     struct Child: Equatable {
         var kind: Kind
         var hash: Hash
+        /// The version the node is stored under; zero for an empty subtree.
+        var version: UInt64 = 0
         /// The leaf's key hash; zero for the other kinds.
         var keyHash: Hash = .zero
         static let empty = Child(kind: .empty, hash: .zero)
+
+        var ref: StateNodeRef { StateNodeRef(version: version, hash: hash) }
     }
 
     static let fanout = 16
@@ -46,7 +66,7 @@ enum StateNode {
         var size = 3
         for slot in 0..<fanout where children[slot].kind != .empty {
             bitmap |= 1 << UInt16(slot)
-            size += children[slot].kind == .leaf ? 65 : 33
+            size += children[slot].kind == .leaf ? 73 : 41
         }
         var writer = CanonicalWriter(capacity: size)
         writer.u8(internalTag)
@@ -55,6 +75,7 @@ enum StateNode {
             let child = children[slot]
             writer.u8(child.kind.rawValue)
             writer.hash(child.hash)
+            writer.u64(child.version)
             if child.kind == .leaf { writer.hash(child.keyHash) }
         }
         return writer.bytes
@@ -81,7 +102,9 @@ enum StateNode {
                 let tag = try reader.u8("child kind")
                 guard let kind = Kind(rawValue: tag), kind != .empty else { throw .unknownTag(field: "child kind", tag: tag) }
                 let hash = try reader.hash("child hash")
-                children[slot] = Child(kind: kind, hash: hash, keyHash: kind == .leaf ? try reader.hash("child key hash") : .zero)
+                let version = try reader.u64("child version")
+                children[slot] = Child(
+                    kind: kind, hash: hash, version: version, keyHash: kind == .leaf ? try reader.hash("child key hash") : .zero)
             }
             self = .internalNode(children: children)
         case Self.leafTag:

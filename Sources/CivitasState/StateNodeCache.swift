@@ -1,11 +1,12 @@
 import CivitasCore
 import Synchronization
 
-/// Encoded internal nodes of the state tree by hash, shared by every view of one node's
-/// state, within a budget of bytes.
+/// Encoded internal nodes of the state tree by version and hash (their store key), shared
+/// by every view of one node's state, within a budget of bytes.
 ///
-/// Nodes are content-addressed, so an entry is never stale: whatever version or fork
-/// asked for it, the node with that hash has that content. Without the cache each key
+/// An entry is never stale: versions are never reused within a process (`StateVersions`),
+/// so whatever fork asks for a ref, the node under it has that content, and its children's
+/// refs are those written with it. Without the cache each key
 /// written costs one store read per stored level of the tree. Leaves are not kept: an
 /// update never reads them (their key hashes are in their parents).
 ///
@@ -14,19 +15,19 @@ import Synchronization
 /// docs/benchmarks.md) a block reads no tree node from disk. Beyond the budget, entries
 /// leave in CLOCK order: one not used since the hand last passed goes first.
 public final class StateNodeCache: Sendable {
-    /// What an entry is counted beyond its bytes, an estimate of its index slot (hash and
+    /// What an entry is counted beyond its bytes, an estimate of its index slot (ref and
     /// position), its slot record and its array's header. Not measured: the allocator's
     /// rounding and the index's spare capacity come on top.
     static let entryOverhead = 96
 
     private struct Slot {
-        var hash: Hash
+        var ref: StateNodeRef
         var bytes: [UInt8]?
         var used: Bool
     }
 
     private struct Table {
-        var index: [Hash: Int32] = [:]
+        var index: [StateNodeRef: Int32] = [:]
         var slots: [Slot] = []
         var free: [Int32] = []
         var hand = 0
@@ -43,30 +44,30 @@ public final class StateNodeCache: Sendable {
         self.capacityBytes = capacityBytes
     }
 
-    func node(_ hash: Hash) -> [UInt8]? {
+    func node(_ ref: StateNodeRef) -> [UInt8]? {
         table.withLock { table in
-            guard let slot = table.index[hash] else { return nil }
+            guard let slot = table.index[ref] else { return nil }
             table.slots[Int(slot)].used = true
             return table.slots[Int(slot)].bytes
         }
     }
 
-    func insert(_ bytes: [UInt8], _ hash: Hash) {
-        insert(bytes, hash, evicting: true)
+    func insert(_ bytes: [UInt8], _ ref: StateNodeRef) {
+        insert(bytes, ref, evicting: true)
     }
 
     /// Adds the node only if it fits without evicting anything; false when it does not.
     /// Warming uses it, so that it never pushes out what blocks are using meanwhile.
-    func insertIfRoom(_ bytes: [UInt8], _ hash: Hash) -> Bool {
-        insert(bytes, hash, evicting: false)
+    func insertIfRoom(_ bytes: [UInt8], _ ref: StateNodeRef) -> Bool {
+        insert(bytes, ref, evicting: false)
     }
 
     @discardableResult
-    private func insert(_ bytes: [UInt8], _ hash: Hash, evicting: Bool) -> Bool {
+    private func insert(_ bytes: [UInt8], _ ref: StateNodeRef, evicting: Bool) -> Bool {
         let cost = bytes.count + Self.entryOverhead
         guard cost <= capacityBytes else { return false }
         return table.withLock { table in
-            if let slot = table.index[hash] {
+            if let slot = table.index[ref] {
                 table.slots[Int(slot)].used = true
                 return true
             }
@@ -74,7 +75,7 @@ public final class StateNodeCache: Sendable {
                 while table.bytes + cost > capacityBytes, Self.evictOne(&table) {}
             }
             guard table.bytes + cost <= capacityBytes else { return false }
-            let entry = Slot(hash: hash, bytes: bytes, used: false)
+            let entry = Slot(ref: ref, bytes: bytes, used: false)
             let slot: Int32
             if let reused = table.free.popLast() {
                 slot = reused
@@ -83,17 +84,17 @@ public final class StateNodeCache: Sendable {
                 slot = Int32(table.slots.count)
                 table.slots.append(entry)
             }
-            table.index[hash] = slot
+            table.index[ref] = slot
             table.bytes += cost
             return true
         }
     }
 
-    /// Drops the node `hash` if cached: an update calls it for the versions it replaces,
+    /// Drops the node `ref` if cached: an update calls it for the nodes it replaces,
     /// which only an older root or an abandoned fork would read again.
-    func remove(_ hash: Hash) {
+    func remove(_ ref: StateNodeRef) {
         table.withLock { table in
-            guard let slot = table.index.removeValue(forKey: hash) else { return }
+            guard let slot = table.index.removeValue(forKey: ref) else { return }
             Self.clear(Int(slot), &table)
         }
     }
@@ -123,7 +124,7 @@ public final class StateNodeCache: Sendable {
                 table.slots[slot].used = false
                 continue
             }
-            table.index.removeValue(forKey: table.slots[slot].hash)
+            table.index.removeValue(forKey: table.slots[slot].ref)
             clear(slot, &table)
             return true
         }

@@ -9,9 +9,9 @@ public final class StateStore: StateReader, Sendable {
     private let store: any KeyValueStore
     public let tree: StateTree
 
-    public init(store: any KeyValueStore, hasher: ChainHasher, cache: StateNodeCache? = nil) {
+    public init(store: any KeyValueStore, hasher: ChainHasher, cache: StateNodeCache? = nil, versions: StateVersions? = nil) {
         self.store = store
-        self.tree = StateTree(store: store, hasher: hasher, cache: cache)
+        self.tree = StateTree(store: store, hasher: hasher, cache: cache, versions: versions)
     }
 
     public func value(for key: [UInt8]) throws(ExecutionError) -> [UInt8]? {

@@ -1,6 +1,7 @@
 import CivitasCore
 import CivitasCrypto
 import CivitasStorage
+import Synchronization
 
 public struct StateError: Error, Equatable, Sendable, CustomStringConvertible {
     public enum Code: String, Sendable {
@@ -19,9 +20,37 @@ public struct StateError: Error, Equatable, Sendable, CustomStringConvertible {
     public var description: String { "\(code.rawValue): \(message)" }
 }
 
+/// The versions a node's state updates write their nodes under, shared by every view of
+/// that state: each update takes the next one, so two updates (one of them perhaps of an
+/// abandoned fork) never write different encodings of a node under the same key in one
+/// process, and the node cache, keyed like the store, never returns another fork's node.
+public final class StateVersions: Sendable {
+    private let last: Atomic<UInt64>
+
+    public init(last: UInt64) { self.last = Atomic(last) }
+
+    /// Continues after the last version a committed update wrote into `store` (0 for a new one).
+    public convenience init(store: any KeyValueStore) throws(StateError) {
+        let bytes: [UInt8]?
+        do { bytes = try store.get(StateTree.versionKey) } catch { throw StateError(.storage, error.description) }
+        guard let bytes else {
+            self.init(last: 0)
+            return
+        }
+        var reader = CanonicalReader(bytes)
+        do {
+            let last = try reader.u64("state version")
+            try reader.finish()
+            self.init(last: last)
+        } catch { throw StateError(.corruptNode, "the last state version: \(error)") }
+    }
+
+    func next() -> UInt64 { last.add(1, ordering: .relaxed).newValue }
+}
+
 /// The authenticated state: a binary sparse Merkle tree over hashed keys, versioned by
 /// root (every block header names its root; nodes are shared between versions), stored
-/// four levels to a node (see `StateNode`).
+/// four levels to a node (see `StateNode`), each node under the version that wrote it.
 ///
 /// Canonical form (which proofs rely on): an empty subtree is the zero hash, and a
 /// subtree holding a single leaf is represented by that leaf at the subtree's top.
@@ -31,12 +60,19 @@ public final class StateTree: Sendable {
     public let hasher: ChainHasher
     private let store: any KeyValueStore
     private let cache: StateNodeCache?
+    private let versions: StateVersions
 
-    public init(store: any KeyValueStore, hasher: ChainHasher, cache: StateNodeCache? = nil) {
+    /// Without `versions`, the tree continues from the last version stored (0 if it cannot
+    /// be read: a version reused after a failed read only costs locality, since a key's
+    /// content is fixed by its hash). Views of one node's state must share theirs.
+    public init(store: any KeyValueStore, hasher: ChainHasher, cache: StateNodeCache? = nil, versions: StateVersions? = nil) {
         self.store = store
         self.hasher = hasher
         self.cache = cache
+        self.versions = versions ?? ((try? StateVersions(store: store)) ?? StateVersions(last: 0))
     }
+
+    static let versionKey = StorePrefix.metadata.key(Array("stateVersion".utf8))
 
     public static let emptyRoot = Hash.zero
 
@@ -50,10 +86,10 @@ public final class StateTree: Sendable {
     public func prove(_ key: [UInt8], root: Hash) throws(StateError) -> StateProof {
         let keyHash = hasher.hash(.stateKey, key)
         var siblings: [Hash] = []
-        var current = root
+        var current = try child(root)
         var depth = 0
-        while current != .zero {
-            switch try load(current) {
+        while current.kind != .empty {
+            switch try load(current.ref) {
             case .internalNode(let children):
                 // The binary levels inside the stored node: the sibling at each is the
                 // hash of the other half of the remaining slots.
@@ -71,7 +107,7 @@ public final class StateTree: Sendable {
                     // A lone leaf or an empty subtree ends the path here, as in the binary tree.
                     if reached.kind != .internalNode { break }
                 }
-                current = reached.hash
+                current = reached
             case .leaf(let leafKeyHash, let valueHash, _, let value):
                 if leafKeyHash == keyHash {
                     return StateProof(key: key, value: value, otherLeaf: nil, siblings: siblings)
@@ -99,10 +135,10 @@ public final class StateTree: Sendable {
     public func entries(root: Hash, after: Hash?, limit: Int, bytesMax: Int) throws(StateError) -> [Entry] {
         var out: [Entry] = []
         var bytes = 0
-        func walk(_ hash: Hash, depth: Int, onPath: Bool) throws(StateError) -> Bool {
-            guard hash != .zero else { return true }
+        func walk(_ node: StateNode.Child, depth: Int, onPath: Bool) throws(StateError) -> Bool {
+            guard node.kind != .empty else { return true }
             guard out.count < limit, bytes < bytesMax else { return false }
-            switch try load(hash) {
+            switch try load(node.ref) {
             case .leaf(let keyHash, _, let key, let value):
                 if let after, keyHash <= after { return true }
                 out.append(Entry(key: key, value: value))
@@ -113,12 +149,12 @@ public final class StateTree: Sendable {
                 let afterSlot = onPath ? after?.nibble(depth) : nil
                 for slot in 0..<StateNode.fanout where children[slot].kind != .empty {
                     if let afterSlot, slot < afterSlot { continue }
-                    guard try walk(children[slot].hash, depth: depth + 1, onPath: slot == afterSlot) else { return false }
+                    guard try walk(children[slot], depth: depth + 1, onPath: slot == afterSlot) else { return false }
                 }
                 return true
             }
         }
-        _ = try walk(root, depth: 0, onPath: after != nil)
+        _ = try walk(try child(root), depth: 0, onPath: after != nil)
         return out
     }
 
@@ -130,54 +166,63 @@ public final class StateTree: Sendable {
     /// Returns how many nodes it read from the store.
     @discardableResult
     public func warm(root: Hash, stop: () -> Bool = { false }) -> Int {
-        guard let cache, root != .zero else { return 0 }
-        var level = [root]
+        guard let cache, let top = try? child(root), top.kind == .internalNode else { return 0 }
+        var level = [top.ref]
         var read = 0
         while !level.isEmpty {
-            var next: [Hash] = []
-            for hash in level {
+            var next: [StateNodeRef] = []
+            for ref in level {
                 if stop() { return read }
                 let bytes: [UInt8]
-                if let cached = cache.node(hash) {
+                if let cached = cache.node(ref) {
                     bytes = cached
                 } else {
-                    guard let stored = try? store.get(Self.nodeKey(hash)), stored.first == StateNode.internalTag,
-                        cache.insertIfRoom(stored, hash)
+                    guard let stored = try? store.get(Self.nodeKey(ref)), stored.first == StateNode.internalTag,
+                        cache.insertIfRoom(stored, ref)
                     else { return read }
                     read += 1
                     bytes = stored
                 }
                 guard case .internalNode(let children)? = try? StateNode(decoding: bytes) else { return read }
-                for slot in 0..<StateNode.fanout where children[slot].kind == .internalNode { next.append(children[slot].hash) }
+                for slot in 0..<StateNode.fanout where children[slot].kind == .internalNode { next.append(children[slot].ref) }
             }
             level = next
         }
         return read
     }
 
-    private func load(_ hash: Hash) throws(StateError) -> StateNode {
-        if let bytes = cache?.node(hash) { return try decode(bytes, hash) }
+    private func load(_ ref: StateNodeRef) throws(StateError) -> StateNode {
+        if let bytes = cache?.node(ref) { return try decode(bytes, ref) }
         let bytes: [UInt8]?
-        do { bytes = try store.get(Self.nodeKey(hash)) } catch {
+        do { bytes = try store.get(Self.nodeKey(ref)) } catch {
             throw StateError(.storage, error.description)
         }
-        guard let bytes else { throw StateError(.missingNode, "state node \(hash) is not in the store") }
-        let node = try decode(bytes, hash)
-        if case .internalNode = node { cache?.insert(bytes, hash) }
+        guard let bytes else { throw StateError(.missingNode, "state node \(ref.hash) of version \(ref.version) is not in the store") }
+        let node = try decode(bytes, ref)
+        if case .internalNode = node { cache?.insert(bytes, ref) }
         return node
     }
 
-    private func decode(_ bytes: [UInt8], _ hash: Hash) throws(StateError) -> StateNode {
+    private func decode(_ bytes: [UInt8], _ ref: StateNodeRef) throws(StateError) -> StateNode {
         do { return try StateNode(decoding: bytes) } catch {
-            throw StateError(.corruptNode, "state node \(hash): \(error)")
+            throw StateError(.corruptNode, "state node \(ref.hash) of version \(ref.version): \(error)")
         }
     }
 
-    /// `n` + hash, built in one allocation: a block writes thousands of them.
-    static func nodeKey(_ hash: Hash) -> [UInt8] {
+    /// `s` + version + hash, built in one allocation: a block writes thousands of them.
+    static func nodeKey(_ ref: StateNodeRef) -> [UInt8] {
+        var key: [UInt8] = []
+        key.reserveCapacity(9 + Hash.byteCount)
+        key.append(StorePrefix.stateNode.rawValue)
+        withUnsafeBytes(of: ref.version.bigEndian) { key.append(contentsOf: $0) }
+        ref.hash.append(to: &key)
+        return key
+    }
+
+    static func rootKey(_ hash: Hash) -> [UInt8] {
         var key: [UInt8] = []
         key.reserveCapacity(1 + Hash.byteCount)
-        key.append(StorePrefix.stateNode.rawValue)
+        key.append(StorePrefix.stateRoot.rawValue)
         hash.append(to: &key)
         return key
     }
@@ -200,7 +245,7 @@ public final class StateTree: Sendable {
         /// Nil deletes the key.
         var value: [UInt8]?
         /// Set for a leaf already in the tree that only moves down: its node is kept.
-        var storedLeaf: Hash? = nil
+        var storedLeaf: StateNode.Child? = nil
 
         var keepsAKey: Bool { value != nil || storedLeaf != nil }
     }
@@ -227,34 +272,64 @@ public final class StateTree: Sendable {
         }
         updates.sort { $0.keyHash < $1.keyHash }
         var writes = WriteBatch()
-        let newRoot = try apply(try child(root), depth: 0, updates[...], &writes)
+        let version = versions.next()
+        let oldRoot = try child(root)
+        let newRoot = try apply(oldRoot, depth: 0, updates[...], version, &writes)
+        if newRoot.kind != .empty, newRoot != oldRoot {
+            var entry = CanonicalWriter(capacity: 9)
+            entry.u8(newRoot.kind.rawValue)
+            entry.u64(newRoot.version)
+            writes.put(Self.rootKey(newRoot.hash), entry.bytes)
+        }
+        var last = CanonicalWriter(capacity: 8)
+        last.u64(version)
+        writes.put(Self.versionKey, last.bytes)
         return (newRoot.hash, writes)
     }
 
-    /// The root as a child: the only node whose kind no parent records.
-    private func child(_ root: Hash) throws(StateError) -> StateNode.Child {
+    /// The root as a child: the only node no parent names, found through the root index.
+    func child(_ root: Hash) throws(StateError) -> StateNode.Child {
         guard root != .zero else { return .empty }
-        if case .leaf(let keyHash, _, _, _) = try load(root) { return StateNode.Child(kind: .leaf, hash: root, keyHash: keyHash) }
-        return StateNode.Child(kind: .internalNode, hash: root)
+        let entry: [UInt8]?
+        do { entry = try store.get(Self.rootKey(root)) } catch { throw StateError(.storage, error.description) }
+        guard let entry else { throw StateError(.missingNode, "state root \(root) is not in the store") }
+        var reader = CanonicalReader(entry)
+        let kind: StateNode.Kind
+        let version: UInt64
+        do {
+            let tag = try reader.u8("root kind")
+            guard let known = StateNode.Kind(rawValue: tag), known != .empty else {
+                throw CodecError.unknownTag(field: "root kind", tag: tag)
+            }
+            kind = known
+            version = try reader.u64("root version")
+            try reader.finish()
+        } catch { throw StateError(.corruptNode, "state root \(root): \(error)") }
+        let ref = StateNodeRef(version: version, hash: root)
+        if kind == .leaf, case .leaf(let keyHash, _, _, _) = try load(ref) {
+            return StateNode.Child(kind: .leaf, hash: root, version: version, keyHash: keyHash)
+        }
+        return StateNode.Child(kind: kind, hash: root, version: version)
     }
 
-    /// `depth` counts stored levels (four binary levels each).
+    /// `depth` counts stored levels (four binary levels each); new nodes are written
+    /// under `version`.
     private func apply(
-        _ node: StateNode.Child, depth: Int, _ updates: ArraySlice<Update>, _ writes: inout WriteBatch
+        _ node: StateNode.Child, depth: Int, _ updates: ArraySlice<Update>, _ version: UInt64, _ writes: inout WriteBatch
     ) throws(StateError) -> StateNode.Child {
         if updates.isEmpty { return node }
         switch node.kind {
         case .empty:
-            return try build(depth: depth, updates.filter(\.keepsAKey)[...], &writes)
+            return try build(depth: depth, updates.filter(\.keepsAKey)[...], version, &writes)
         case .leaf:
             var merged = updates.filter(\.keepsAKey)
             if !updates.contains(where: { $0.keyHash == node.keyHash }) {
                 let index = merged.firstIndex { $0.keyHash > node.keyHash } ?? merged.endIndex
-                merged.insert(Update(keyHash: node.keyHash, key: [], value: nil, storedLeaf: node.hash), at: index)
+                merged.insert(Update(keyHash: node.keyHash, key: [], value: nil, storedLeaf: node), at: index)
             }
-            return try build(depth: depth, merged[...], &writes)
+            return try build(depth: depth, merged[...], version, &writes)
         case .internalNode:
-            guard case .internalNode(var children) = try load(node.hash) else {
+            guard case .internalNode(var children) = try load(node.ref) else {
                 throw StateError(.corruptNode, "node \(node.hash) was named internal by its parent")
             }
             var start = updates.startIndex
@@ -262,29 +337,32 @@ public final class StateTree: Sendable {
                 let slot = updates[start].keyHash.nibble(depth)
                 var end = updates.index(after: start)
                 while end < updates.endIndex, updates[end].keyHash.nibble(depth) == slot { end += 1 }
-                children[slot] = try apply(children[slot], depth: depth + 1, updates[start..<end], &writes)
+                children[slot] = try apply(children[slot], depth: depth + 1, updates[start..<end], version, &writes)
                 start = end
             }
-            let replacement = stored(children, &writes)
-            if replacement.hash != node.hash { cache?.remove(node.hash) }
-            return replacement
+            let subtree = fold(children, 0, StateNode.fanout)
+            // Writes that leave the subtree as it was keep the stored node.
+            guard subtree.hash != node.hash else { return node }
+            cache?.remove(node.ref)
+            return stored(subtree, children, version, &writes)
         }
     }
 
     /// The canonical subtree at `depth` holding exactly `leaves` (sorted by key hash).
-    private func build(depth: Int, _ leaves: ArraySlice<Update>, _ writes: inout WriteBatch) throws(StateError)
-        -> StateNode.Child
+    private func build(depth: Int, _ leaves: ArraySlice<Update>, _ version: UInt64, _ writes: inout WriteBatch)
+        throws(StateError) -> StateNode.Child
     {
         guard let first = leaves.first else { return .empty }
         if leaves.count == 1 {
-            if let stored = first.storedLeaf { return StateNode.Child(kind: .leaf, hash: stored, keyHash: first.keyHash) }
+            if let stored = first.storedLeaf { return stored }
             if let value = first.value {
                 let valueHash = hasher.hash(.stateValue, value)
-                let hash = hasher.hash(.stateLeaf, first.keyHash, valueHash)
+                let leaf = StateNode.Child(
+                    kind: .leaf, hash: hasher.hash(.stateLeaf, first.keyHash, valueHash), version: version, keyHash: first.keyHash)
                 writes.put(
-                    Self.nodeKey(hash),
+                    Self.nodeKey(leaf.ref),
                     StateNode.encodedLeaf(keyHash: first.keyHash, valueHash: valueHash, key: first.key, value: value))
-                return StateNode.Child(kind: .leaf, hash: hash, keyHash: first.keyHash)
+                return leaf
             }
         }
         // Two distinct 256-bit key hashes differ within 64 steps of four bits.
@@ -295,20 +373,24 @@ public final class StateTree: Sendable {
             let slot = leaves[start].keyHash.nibble(depth)
             var end = leaves.index(after: start)
             while end < leaves.endIndex, leaves[end].keyHash.nibble(depth) == slot { end += 1 }
-            children[slot] = try build(depth: depth + 1, leaves[start..<end], &writes)
+            children[slot] = try build(depth: depth + 1, leaves[start..<end], version, &writes)
             start = end
         }
-        return stored(children, &writes)
+        return stored(fold(children, 0, StateNode.fanout), children, version, &writes)
     }
 
-    /// The subtree over `children`: stored as a node when it is internal; an empty
-    /// subtree or a lone leaf (lifted to keep the form canonical) needs no node.
-    private func stored(_ children: borrowing StateNode.Children, _ writes: inout WriteBatch) -> StateNode.Child {
-        let subtree = fold(children, 0, StateNode.fanout)
+    /// The subtree `folded` from `children`: stored as a node of `version` when it is
+    /// internal; an empty subtree or a lone leaf (lifted to keep the form canonical)
+    /// needs no node.
+    private func stored(
+        _ folded: StateNode.Child, _ children: borrowing StateNode.Children, _ version: UInt64, _ writes: inout WriteBatch
+    ) -> StateNode.Child {
+        var subtree = folded
         guard subtree.kind == .internalNode else { return subtree }
+        subtree.version = version
         let bytes = StateNode.encoded(children: children)
-        writes.put(Self.nodeKey(subtree.hash), bytes)
-        cache?.insert(bytes, subtree.hash)
+        writes.put(Self.nodeKey(subtree.ref), bytes)
+        cache?.insert(bytes, subtree.ref)
         return subtree
     }
 

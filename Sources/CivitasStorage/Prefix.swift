@@ -9,8 +9,13 @@ public enum StorePrefix: UInt8, Sendable {
     case blockHash = 0x68
     /// `t` + transaction id → height (8) + index (4) + encoded receipt.
     case transaction = 0x74
-    /// `n` + node hash → state tree node.
-    case stateNode = 0x6e
+    /// `s` + version (8 bytes, big-endian) + node hash → state tree node (ADR 0011).
+    case stateNode = 0x73
+    /// `r` + root hash → kind (1 byte) + version (8) of that state root's node.
+    case stateRoot = 0x72
+    /// `n` + node hash → state tree node, as stores of format 3 and before kept it; read
+    /// only to migrate such a store.
+    case stateNodeByHash = 0x6e
     /// `v` + state key → latest value (a flat index beside the tree, for fast reads).
     case stateValue = 0x76
     /// `m` + name → node metadata (last committed height, genesis hash).

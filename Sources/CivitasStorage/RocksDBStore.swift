@@ -32,10 +32,11 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
         options = rocksdb_options_create()
         rocksdb_options_set_create_if_missing(options, 1)
         rocksdb_options_increase_parallelism(options, 2)
-        // Tree nodes are keyed by hash and old versions are kept, so every compaction spans
-        // the key range and drops nothing: universal compaction rewrites a byte a few
-        // times in its life where leveled did once per level (ADR 0010).
-        rocksdb_options_set_compaction_style(options, Int32(rocksdb_universal_compaction))
+        // Leveled compaction (the default). Tree nodes are keyed by the version that wrote
+        // them, so each block's nodes sort after all older ones: a compaction into a level
+        // overlaps only the newest nodes there and the files of keys written at random
+        // (values, transactions), and the bulk of the tree is not rewritten. Universal
+        // compaction rewrote whole sorted runs however little they overlapped (ADR 0011).
         // Most reads are point lookups of hashes, many of absent keys (is this
         // transaction already committed?): bloom filters on tables and memtables answer
         // those without reading a block.

@@ -202,7 +202,13 @@ import Testing
             root: .zero, changes: (0..<4_096).map { .init(key: Array("key-\($0)".utf8), value: [1]) })
         try store.write(batch, durable: true)
         let (_, one) = try tree.update(root: root, changes: [.init(key: Array("key-7".utf8), value: [2])])
-        #expect(one.operations.count >= 3 && one.operations.count <= 5, "\(one.operations.count) nodes written")
+        let nodes = one.operations.filter {
+            if case .put(let key, _) = $0 { return key.first == StorePrefix.stateNode.rawValue }
+            return false
+        }
+        #expect(nodes.count >= 3 && nodes.count <= 5, "\(nodes.count) nodes written")
+        // Beside them: the new root's index entry and the last version written.
+        #expect(one.operations.count == nodes.count + 2)
     }
 
     /// Overwriting keys, inserting new ones beside existing leaves and deleting absent
@@ -229,7 +235,7 @@ import Testing
         try store.write(batch, durable: true)
         for bad: [UInt8] in [[3, 0, 0], [3, 0, 1, 0] + [UInt8](repeating: 0, count: 32), [3, 0, 1, 2], [1, 0], [9]] {
             var overwrite = WriteBatch()
-            overwrite.put(StorePrefix.stateNode.key(root.bytes), bad)
+            overwrite.put(StateTree.nodeKey(try tree.child(root).ref), bad)
             try store.write(overwrite, durable: true)
             #expect(throws: StateError.self) { try tree.prove([5], root: root) }
         }
@@ -265,13 +271,19 @@ import Testing
         let hasher = ChainHasher(.sha256)
         let cache = StateNodeCache()
         let tree = StateTree(store: MemoryStore(), hasher: hasher, cache: cache)
-        // The first batch is never written: the second update reads the nodes of the
-        // first from the cache alone, which is sound because a hash names its content.
-        let (root, _) = try tree.update(root: .zero, changes: (0..<40).map { .init(key: key($0), value: [1]) })
-        let (next, _) = try tree.update(root: root, changes: [.init(key: key(3), value: [2])])
+        // The first batch is never written: the second update finds the root through a
+        // view of its root entry alone and reads the nodes from the cache, which is sound
+        // because a version is never reused in one process.
+        let (root, first) = try tree.update(root: .zero, changes: (0..<40).map { .init(key: key($0), value: [1]) })
+        var rootEntry = WriteBatch()
+        for case .put(let key, let value) in first.operations where key.first == StorePrefix.stateRoot.rawValue {
+            rootEntry.put(key, value)
+        }
+        let view = OverlayStore(base: MemoryStore(), layers: [rootEntry])
+        let (next, _) = try StateTree(store: view, hasher: hasher, cache: cache).update(root: root, changes: [.init(key: key(3), value: [2])])
         let reference = StateTree(store: MemoryStore(), hasher: hasher)
         #expect(next == (try reference.update(root: .zero, changes: (0..<40).map { .init(key: key($0), value: $0 == 3 ? [2] : [1]) })).root)
-        let uncached = StateTree(store: MemoryStore(), hasher: hasher)
+        let uncached = StateTree(store: view, hasher: hasher)
         #expect(throws: StateError.self) { try uncached.update(root: root, changes: [.init(key: key(3), value: [2])]) }
     }
 
@@ -289,16 +301,12 @@ import Testing
         // Exactly the internal nodes of the current tree remain: the versions the
         // updates replaced are gone, and no leaf was cached.
         var internalNodes = 0
-        var pending = [root]
-        while let hash = pending.popLast() {
-            guard let bytes = try store.get(StorePrefix.stateNode.key(hash.bytes)), bytes.first == 3 else { continue }
+        var pending = [try tree.child(root).ref]
+        while let ref = pending.popLast() {
+            guard case .internalNode(let children) = try StateNode(decoding: try #require(try store.get(StateTree.nodeKey(ref))))
+            else { continue }
             internalNodes += 1
-            var offset = 3
-            while offset < bytes.count {
-                let kind = bytes[offset]
-                if kind == 2 { pending.append(Hash(bytes: bytes[(offset + 1)..<(offset + 33)])) }
-                offset += kind == 1 ? 65 : 33
-            }
+            for slot in 0..<StateNode.fanout where children[slot].kind == .internalNode { pending.append(children[slot].ref) }
         }
         #expect(internalNodes > 1)
         #expect(cache.count == internalNodes)
@@ -325,14 +333,14 @@ import Testing
         let small = StateNodeCache(capacityBytes: 20 * (StateNodeCache.entryOverhead + 600))
         let partial = StateTree(store: store, hasher: hasher, cache: small).warm(root: root)
         #expect(partial > 0 && partial < read && small.bytes <= small.capacityBytes)
-        #expect(small.node(root) != nil)
+        #expect(small.node(try writer.child(root).ref) != nil)
         // And it stops when asked.
         #expect(StateTree(store: store, hasher: hasher, cache: StateNodeCache()).warm(root: root) { true } == 0)
     }
 
     @Test func aFullCacheEvictsWithinItsBudgetAndKeepsWhatIsUsed() {
         let cache = StateNodeCache(capacityBytes: 10 * (100 + StateNodeCache.entryOverhead))
-        let hashes = (0..<30).map { Hash(bytes: [UInt8](repeating: UInt8($0), count: 32)) }
+        let hashes = (0..<30).map { StateNodeRef(version: 1, hash: Hash(bytes: [UInt8](repeating: UInt8($0), count: 32))) }
         cache.insert([UInt8](repeating: 3, count: 100), hashes[0])
         for hash in hashes.dropFirst() {
             _ = cache.node(hashes[0])
@@ -349,14 +357,14 @@ import Testing
     }
 }
 
-/// A memory store that counts reads of leaf nodes (tag 2 under the `n` prefix).
+/// A memory store that counts reads of tree nodes, and of leaf nodes (tag 2).
 final class LeafReadCountingStore: KeyValueStore, Sendable {
     let base = MemoryStore()
     let leafReads = Mutex(0)
     let reads = Mutex(0)
 
     func get(_ key: [UInt8]) throws(StorageError) -> [UInt8]? {
-        reads.withLock { $0 += 1 }
+        if key.first == StorePrefix.stateNode.rawValue { reads.withLock { $0 += 1 } }
         let value = try base.get(key)
         if key.first == StorePrefix.stateNode.rawValue, value?.first == 2 { leafReads.withLock { $0 += 1 } }
         return value
