@@ -49,6 +49,7 @@ public actor Node {
     /// Sendable and shared with the replica (its contract module cache included).
     public nonisolated let executor: Executor
     nonisolated let nodeCache: StateNodeCache
+    nonisolated let stateVersions: StateVersions
     private let ledger: Ledger
     private let state: StateStore
     private let limits: NodeLimits
@@ -92,6 +93,7 @@ public actor Node {
         self.store = replica.store
         self.executor = replica.executor
         self.nodeCache = replica.nodeCache
+        self.stateVersions = replica.stateVersions
         self.ledger = Ledger(store: replica.store, hasher: replica.hasher)
         self.state = StateStore(store: replica.store, hasher: replica.hasher, cache: replica.nodeCache, versions: replica.stateVersions)
         let opened = replica.head.block.header
@@ -176,10 +178,10 @@ public actor Node {
 
     /// Fills the state cache from the committed tree on a thread of its own, so that the
     /// first blocks after a restart do not each read their paths from disk. It only adds
-    /// nodes (content-addressed, so never stale) and stops when the budget is full, the
+    /// committed nodes (under their versions, so never stale) and stops when the budget is full, the
     /// tree is read, or the node is gone.
     private func warmStateCache() {
-        let tree = StateTree(store: store, hasher: hasher, cache: nodeCache)
+        let tree = StateTree(store: store, hasher: hasher, cache: nodeCache, versions: stateVersions)
         let root = replica.head.block.header.stateRoot
         let logger = logger
         let thread = Thread { [weak self] in
@@ -380,7 +382,8 @@ public actor Node {
         _ contract: Address, method: String, arguments: [UInt8], caller: Address, gasLimit: UInt64
     ) async -> (result: ContractQueryResult, height: UInt64) {
         let head = await latest.block.header
-        let reader = TreeReader(tree: StateTree(store: store, hasher: hasher, cache: nodeCache), root: head.stateRoot)
+        let tree = StateTree(store: store, hasher: hasher, cache: nodeCache, versions: stateVersions)
+        let reader = TreeReader(tree: tree, root: head.stateRoot)
         let result = executor.query(
             contract: contract, method: method, arguments: arguments, caller: caller, gasLimit: gasLimit, height: head.height,
             base: reader)

@@ -166,16 +166,20 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
             case .delete(let key): key
             }
         }
-        // Sorted on each key's first eight bytes (zero-padded), which nearly always
-        // differ: comparing bytes through the arrays for every step cost more than the
-        // inserts it saved.
+        // Sorted on each key's first sixteen bytes (zero-padded), which nearly always
+        // differ (a block's tree nodes share their first nine: prefix and version):
+        // comparing bytes through the arrays for every step cost more than the inserts
+        // it saved.
         var entries = keys.enumerated().map { position, key in
             var head: UInt64 = 0
+            var next: UInt64 = 0
             for index in 0..<8 { head = head << 8 | UInt64(index < key.count ? key[index] : 0) }
-            return (head: head, position: position)
+            for index in 8..<16 { next = next << 8 | UInt64(index < key.count ? key[index] : 0) }
+            return (head: head, next: next, position: position)
         }
         entries.sort { left, right in
             if left.head != right.head { return left.head < right.head }
+            if left.next != right.next { return left.next < right.next }
             let order = compare(keys[left.position], keys[right.position])
             return order != 0 ? order < 0 : left.position < right.position
         }

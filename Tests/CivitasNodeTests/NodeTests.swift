@@ -213,6 +213,88 @@ import Testing
         }
     }
 
+    /// Rewrites a store's tree into the layout of format 3: every node under `n` + its
+    /// hash, children named by kind, hash and (leaves) key hash, with no versions and no
+    /// root index.
+    static func downgradeToFormat3(_ store: MemoryStore) throws {
+        var batch = WriteBatch()
+        for entry in try store.scan(prefix: [StorePrefix.stateNode.rawValue], start: nil, limit: 1_000_000) {
+            var node = entry.value
+            if node.first == 3 {
+                node = Array(entry.value[0..<3])
+                var offset = 3
+                while offset < entry.value.count {
+                    let kind = entry.value[offset]
+                    node += entry.value[offset..<(offset + 33)]
+                    if kind == 1 { node += entry.value[(offset + 41)..<(offset + 73)] }
+                    offset += kind == 1 ? 73 : 41
+                }
+            }
+            batch.delete(entry.key)
+            batch.put(StorePrefix.stateNodeByHash.key(Array(entry.key.suffix(32))), node)
+        }
+        for entry in try store.scan(prefix: [StorePrefix.stateRoot.rawValue], start: nil, limit: 1_000_000) {
+            batch.delete(entry.key)
+        }
+        batch.delete(StorePrefix.metadata.key(Array("stateVersion".utf8)))
+        batch.put(StorePrefix.metadata.key(Array("format".utf8)), [0, 0, 0, 0, 0, 0, 0, 3])
+        try store.write(batch, durable: true)
+    }
+
+    /// A format-3 data directory is rebuilt in place at start: the same head and state
+    /// root, every key readable and provable, no node left under the old prefix, and the
+    /// chain goes on.
+    @Test func aFormat3StoreIsMigratedInPlace() async throws {
+        let store = MemoryStore()
+        var root: Hash
+        var height: UInt64
+        do {
+            let node = try chain.node(store: store)
+            for nonce in 0..<6 {
+                try await node.submit(chain.transaction(put("k\(nonce)", "v\(nonce)"), nonce: UInt64(nonce)))
+                await node.produceBlock()
+            }
+            root = await node.status().stateRoot
+            height = await node.status().height
+        }
+        try Self.downgradeToFormat3(store)
+        let reopened = try chain.node(store: store)
+        #expect(await reopened.status().height == height)
+        #expect(await reopened.status().stateRoot == root)
+        #expect(try store.scan(prefix: [StorePrefix.stateNodeByHash.rawValue], start: nil, limit: 10).isEmpty)
+        #expect(try store.get(StorePrefix.metadata.key(Array("format".utf8))) == [0, 0, 0, 0, 0, 0, 0, 4])
+        let key = StateKeys.kv(owner: chain.address(chain.clients[0]), key: Array("k3".utf8))
+        let bundle = try await reopened.prove(key, height: nil)
+        #expect(bundle.proof.value == Array("v3".utf8))
+        #expect(bundle.proof.verify(root: bundle.header.stateRoot, using: ChainHasher(chain.genesis.hashSuite)))
+        try await reopened.submit(chain.transaction(put("k6", "v6"), nonce: 6))
+        await reopened.produceBlock()
+        #expect(await reopened.value(StateKeys.kv(owner: chain.address(chain.clients[0]), key: Array("k6".utf8))) == Array("v6".utf8))
+    }
+
+    /// A format-3 store whose flat index does not give the head's state root is left as
+    /// it is, with an error that says so.
+    @Test func aMigrationThatDoesNotReachTheHeadsRootChangesNothing() async throws {
+        let store = MemoryStore()
+        do {
+            let node = try chain.node(store: store)
+            try await node.submit(chain.transaction(put("a", "1"), nonce: 0))
+            await node.produceBlock()
+        }
+        try Self.downgradeToFormat3(store)
+        var tamper = WriteBatch()
+        tamper.put(StorePrefix.stateValue.key(StateKeys.kv(owner: chain.address(chain.clients[0]), key: Array("a".utf8))), [9])
+        try store.write(tamper, durable: true)
+        do {
+            _ = try chain.node(store: store)
+            Issue.record("a store whose state does not match its head was migrated")
+        } catch let error as NodeError {
+            #expect(error.code == .storage && error.message.contains("left at format 3"))
+        }
+        #expect(try store.get(StorePrefix.metadata.key(Array("format".utf8))) == [0, 0, 0, 0, 0, 0, 0, 3])
+        #expect(try !store.scan(prefix: [StorePrefix.stateNodeByHash.rawValue], start: nil, limit: 10).isEmpty)
+    }
+
     /// The receipt lives in the transaction's index entry: one read answers a lookup, and
     /// an entry cut short is reported as corruption, not a crash.
     @Test func aCommittedTransactionIsFoundWithItsReceiptInOneEntry() async throws {
