@@ -131,7 +131,7 @@ let package = Package(
         .testTarget(
             name: "CivitasCryptoTests",
             dependencies: ["CivitasCrypto", "CivitasTesting", .product(name: "Crypto", package: "swift-crypto")]),
-        .testTarget(name: "CivitasStorageTests", dependencies: ["CivitasStorage"]),
+        .testTarget(name: "CivitasStorageTests", dependencies: ["CivitasStorage", "CRocksDB"]),
         .testTarget(
             name: "CivitasVMTests",
             dependencies: [

@@ -8,7 +8,17 @@ import Glibc
 ///
 /// One RocksDB instance per node home; keys are namespaced by a one-byte prefix chosen
 /// by the layer above (see `docs/architecture.md`, "Storage layout").
+///
+/// The prefixes whose keys are written in increasing order (blocks and certificates by
+/// height, tree nodes by version) each live in a column family of their own: there a
+/// flush's file lies after every older one, and compaction moves it down instead of
+/// merging it with files of keys written at random, which the default family keeps.
 public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
+    /// The column families beside the default one, by the prefix they hold.
+    static let orderedFamilies: [(prefix: StorePrefix, name: String)] = [
+        (.block, "blocks"), (.certificate, "certificates"), (.stateNode, "state-nodes"),
+    ]
+
     // RocksDB's handles are thread-safe for concurrent reads and writes; the options
     // objects are only read after creation.
     private let db: OpaquePointer
@@ -18,6 +28,10 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
     private let options: OpaquePointer
     private let tableOptions: OpaquePointer
     private let blockCache: OpaquePointer
+    /// The handle of each ordered family, in `orderedFamilies`' order.
+    private let families: [OpaquePointer]
+    /// The family of each first key byte: an index into `families`, or -1 for the default.
+    private let familyOfPrefix: [Int8]
     /// Readers and writers hold it shared; `close` holds it exclusively, so the handle is
     /// never closed under an operation and never used after.
     private let lock: UnsafeMutablePointer<pthread_rwlock_t>
@@ -31,6 +45,7 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
         self.path = path
         options = rocksdb_options_create()
         rocksdb_options_set_create_if_missing(options, 1)
+        rocksdb_options_set_create_missing_column_families(options, 1)
         rocksdb_options_increase_parallelism(options, 2)
         // Leveled compaction (the default). Tree nodes are keyed by the version that wrote
         // them, so each block's nodes sort after all older ones: a compaction into a level
@@ -52,7 +67,22 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
         // prefix each key is inserted next to the previous one of its prefix.
         civitas_rocksdb_options_set_memtable_insert_hint_prefix(UnsafeMutableRawPointer(options), 1)
         var error: UnsafeMutablePointer<CChar>?
-        guard let handle = rocksdb_open(options, path, &error) else {
+        let names = ["default"] + Self.orderedFamilies.map(\.name)
+        var handles = [OpaquePointer?](repeating: nil, count: names.count)
+        let cNames = names.map { strdup($0) }
+        defer { cNames.forEach { free($0) } }
+        let familyOptions = [OpaquePointer?](repeating: options, count: names.count)
+        let options = options
+        let opened = cNames.map { UnsafePointer($0) }.withUnsafeBufferPointer { nameList in
+            familyOptions.withUnsafeBufferPointer { optionList in
+                handles.withUnsafeMutableBufferPointer { handleList in
+                    rocksdb_open_column_families(
+                        options, path, Int32(names.count), nameList.baseAddress, optionList.baseAddress, handleList.baseAddress,
+                        &error)
+                }
+            }
+        }
+        guard let handle = opened else {
             let message = Self.take(error) ?? "unknown error"
             rocksdb_options_destroy(options)
             rocksdb_block_based_options_destroy(tableOptions)
@@ -60,16 +90,62 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
             throw StorageError(.openFailed, "cannot open RocksDB at \(path): \(message)")
         }
         db = handle
+        // The default family's handle is the database's own.
+        if let defaultFamily = handles[0] { rocksdb_column_family_handle_destroy(defaultFamily) }
+        families = handles.dropFirst().map { $0! }
+        var familyOfPrefix = [Int8](repeating: -1, count: 256)
+        for (index, family) in Self.orderedFamilies.enumerated() { familyOfPrefix[Int(family.prefix.rawValue)] = Int8(index) }
+        self.familyOfPrefix = familyOfPrefix
         lock = .allocate(capacity: 1)
         pthread_rwlock_init(lock, nil)
         readOptions = rocksdb_readoptions_create()
         syncWrite = rocksdb_writeoptions_create()
         rocksdb_writeoptions_set_sync(syncWrite, 1)
         asyncWrite = rocksdb_writeoptions_create()
+        try moveOrderedKeysOutOfTheDefaultFamily()
+    }
+
+    /// Stores written before the ordered families existed hold every key in the default
+    /// family: their ordered keys move to their families on the first open, a page at a
+    /// time (each page one batch, so an interrupted move resumes where it stopped).
+    private func moveOrderedKeysOutOfTheDefaultFamily() throws(StorageError) {
+        for (index, family) in Self.orderedFamilies.enumerated() {
+            while true {
+                let page = try scan(prefix: [family.prefix.rawValue], start: nil, limit: 10_000, family: nil, db)
+                if page.isEmpty { break }
+                let handle = rocksdb_writebatch_create()
+                defer { rocksdb_writebatch_destroy(handle) }
+                for entry in page {
+                    entry.key.withUnsafeBufferPointer { k in
+                        entry.value.withUnsafeBufferPointer { v in
+                            k.withMemoryRebound(to: CChar.self) { k in
+                                v.withMemoryRebound(to: CChar.self) { v in
+                                    rocksdb_writebatch_put_cf(handle, families[index], k.baseAddress, k.count, v.baseAddress, v.count)
+                                    rocksdb_writebatch_delete(handle, k.baseAddress, k.count)
+                                }
+                            }
+                        }
+                    }
+                }
+                var error: UnsafeMutablePointer<CChar>?
+                rocksdb_write(db, syncWrite, handle, &error)
+                if let message = Self.take(error) { throw StorageError(.writeFailed, message) }
+            }
+        }
+    }
+
+    /// The ordered family of `key`, or nil for the default one.
+    private func family(of key: [UInt8]) -> OpaquePointer? {
+        guard let first = key.first else { return nil }
+        let index = familyOfPrefix[Int(first)]
+        return index < 0 ? nil : families[Int(index)]
     }
 
     deinit {
-        if !closed { rocksdb_close(db) }
+        if !closed {
+            families.forEach { rocksdb_column_family_handle_destroy($0) }
+            rocksdb_close(db)
+        }
         pthread_rwlock_destroy(lock)
         lock.deallocate()
         rocksdb_readoptions_destroy(readOptions)
@@ -89,6 +165,7 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
         defer { pthread_rwlock_unlock(lock) }
         guard !closed else { return }
         closed = true
+        families.forEach { rocksdb_column_family_handle_destroy($0) }
         rocksdb_close(db)
     }
 
@@ -112,9 +189,11 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
     private func get(_ key: [UInt8], _ db: OpaquePointer) throws(StorageError) -> [UInt8]? {
         var error: UnsafeMutablePointer<CChar>?
         var length = 0
+        let family = family(of: key)
         let value = key.withUnsafeBufferPointer { buffer in
             buffer.withMemoryRebound(to: CChar.self) {
-                rocksdb_get(db, readOptions, $0.baseAddress, $0.count, &length, &error)
+                if let family { return rocksdb_get_cf(db, readOptions, family, $0.baseAddress, $0.count, &length, &error) }
+                return rocksdb_get(db, readOptions, $0.baseAddress, $0.count, &length, &error)
             }
         }
         if let message = Self.take(error) { throw StorageError(.readFailed, message) }
@@ -135,18 +214,30 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
             let operation = operations[position]
             switch operation {
             case .put(let key, let value):
+                let family = family(of: key)
                 key.withUnsafeBufferPointer { k in
                     value.withUnsafeBufferPointer { v in
                         k.withMemoryRebound(to: CChar.self) { k in
                             v.withMemoryRebound(to: CChar.self) { v in
-                                rocksdb_writebatch_put(handle, k.baseAddress, k.count, v.baseAddress, v.count)
+                                if let family {
+                                    rocksdb_writebatch_put_cf(handle, family, k.baseAddress, k.count, v.baseAddress, v.count)
+                                } else {
+                                    rocksdb_writebatch_put(handle, k.baseAddress, k.count, v.baseAddress, v.count)
+                                }
                             }
                         }
                     }
                 }
             case .delete(let key):
+                let family = family(of: key)
                 key.withUnsafeBufferPointer { k in
-                    k.withMemoryRebound(to: CChar.self) { rocksdb_writebatch_delete(handle, $0.baseAddress, $0.count) }
+                    k.withMemoryRebound(to: CChar.self) {
+                        if let family {
+                            rocksdb_writebatch_delete_cf(handle, family, $0.baseAddress, $0.count)
+                        } else {
+                            rocksdb_writebatch_delete(handle, $0.baseAddress, $0.count)
+                        }
+                    }
                 }
             }
         }
@@ -197,13 +288,20 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
     }
 
     public func scan(prefix: [UInt8], start: [UInt8]?, limit: Int) throws(StorageError) -> [(key: [UInt8], value: [UInt8])] {
-        try open { db throws(StorageError) in try scan(prefix: prefix, start: start, limit: limit, db) }
+        try open { db throws(StorageError) in
+            guard prefix.isEmpty else { return try scan(prefix: prefix, start: start, limit: limit, family: family(of: prefix), db) }
+            // The whole store: each family's first keys from `start`, merged in key order.
+            var merged = try scan(prefix: [], start: start, limit: limit, family: nil, db)
+            for family in families { merged += try scan(prefix: [], start: start, limit: limit, family: family, db) }
+            merged.sort { Self.compare($0.key, $1.key) < 0 }
+            return Array(merged.prefix(limit))
+        }
     }
 
-    private func scan(prefix: [UInt8], start: [UInt8]?, limit: Int, _ db: OpaquePointer) throws(StorageError)
-        -> [(key: [UInt8], value: [UInt8])]
+    private func scan(prefix: [UInt8], start: [UInt8]?, limit: Int, family: OpaquePointer?, _ db: OpaquePointer)
+        throws(StorageError) -> [(key: [UInt8], value: [UInt8])]
     {
-        let iterator = rocksdb_create_iterator(db, readOptions)
+        let iterator = family.map { rocksdb_create_iterator_cf(db, readOptions, $0) } ?? rocksdb_create_iterator(db, readOptions)
         defer { rocksdb_iter_destroy(iterator) }
         let seek = start ?? prefix
         seek.withUnsafeBufferPointer { buffer in
@@ -234,12 +332,17 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
         return results
     }
 
-    /// Bytes of the live SST files and WAL, for `bench` and `status`.
+    /// Bytes of the live SST files of every column family, for `bench` and `status`.
     public var approximateDiskBytes: UInt64 {
         pthread_rwlock_rdlock(lock)
         defer { pthread_rwlock_unlock(lock) }
-        guard !closed, let text = rocksdb_property_value(db, "rocksdb.total-sst-files-size") else { return 0 }
-        defer { rocksdb_free(text) }
-        return UInt64(String(cString: text)) ?? 0
+        guard !closed else { return 0 }
+        func number(_ text: UnsafeMutablePointer<CChar>?) -> UInt64 {
+            guard let text else { return 0 }
+            defer { rocksdb_free(text) }
+            return UInt64(String(cString: text)) ?? 0
+        }
+        let property = "rocksdb.total-sst-files-size"
+        return families.reduce(number(rocksdb_property_value(db, property))) { $0 + number(rocksdb_property_value_cf(db, $1, property)) }
     }
 }

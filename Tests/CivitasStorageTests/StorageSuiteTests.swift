@@ -1,3 +1,4 @@
+import CRocksDB
 @testable import CivitasStorage
 import Foundation
 import Testing
@@ -66,7 +67,8 @@ import Testing
             state ^= state << 17
             return state % bound
         }
-        let keys: [[UInt8]] = [[1], [1, 0], [2], [0xff], [], [1, 0, 0], [0x80, 1]].filter { !$0.isEmpty }
+        // Some under the prefixes of the ordered column families (b, c, s).
+        let keys: [[UInt8]] = [[1], [1, 0], [2], [0xff], [1, 0, 0], [0x80, 1], [0x62, 1], [0x62, 2], [0x63], [0x73, 0, 1], [0x73, 9], [0x76, 1]]
         for _ in 0..<50 {
             var batch = WriteBatch()
             for _ in 0..<Int(1 + next(20)) {
@@ -76,6 +78,48 @@ import Testing
             try rocks.write(batch, durable: false)
             try memory.write(batch, durable: false)
             for key in keys { #expect(try rocks.get(key) == memory.get(key)) }
+            for prefix: [UInt8] in [[0x62], [0x73], [1], []] {
+                let start: [UInt8]? = next(2) == 0 ? nil : [UInt8(truncatingIfNeeded: next(256))]
+                let limit = Int(1 + next(8))
+                let fromRocks = try rocks.scan(prefix: prefix, start: start, limit: limit)
+                let fromMemory = try memory.scan(prefix: prefix, start: start, limit: limit)
+                #expect(fromRocks.map(\.key) == fromMemory.map(\.key) && fromRocks.map(\.value) == fromMemory.map(\.value))
+            }
+        }
+    }
+
+    /// A store written before the ordered column families existed holds every key in the
+    /// default family: opened, its blocks, certificates and tree nodes move to their own.
+    @Test func orderedKeysInTheDefaultFamilyMoveToTheirsOnOpen() throws {
+        let path = NSTemporaryDirectory() + "civitas-storage-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let entries: [([UInt8], [UInt8])] = [([0x62, 0, 1], [1]), ([0x63, 0, 1], [2]), ([0x73, 5, 5], [3]), ([0x76, 7], [4]), ([0x6e, 1], [5])]
+        let options = rocksdb_options_create()
+        defer { rocksdb_options_destroy(options) }
+        rocksdb_options_set_create_if_missing(options, 1)
+        var error: UnsafeMutablePointer<CChar>?
+        let raw = try #require(rocksdb_open(options, path, &error))
+        let write = rocksdb_writeoptions_create()
+        for (key, value) in entries {
+            key.withUnsafeBufferPointer { k in
+                value.withUnsafeBufferPointer { v in
+                    k.withMemoryRebound(to: CChar.self) { k in
+                        v.withMemoryRebound(to: CChar.self) { v in
+                            rocksdb_put(raw, write, k.baseAddress, k.count, v.baseAddress, v.count, &error)
+                        }
+                    }
+                }
+            }
+        }
+        rocksdb_writeoptions_destroy(write)
+        rocksdb_close(raw)
+        #expect(error == nil)
+        for _ in 0..<2 {
+            let store = try RocksDBStore(path: path)
+            for (key, value) in entries { #expect(try store.get(key) == value) }
+            #expect(try store.scan(prefix: [0x73], start: nil, limit: 10).map(\.value) == [[3]])
+            #expect(try store.scan(prefix: [], start: nil, limit: 10).map(\.key) == entries.map(\.0).sorted { $0.lexicographicallyPrecedes($1) })
+            store.close()
         }
     }
 
@@ -96,6 +140,11 @@ import Testing
         var alike = WriteBatch()
         for key in long { alike.put(key, []) }
         #expect(RocksDBStore.keyOrder(alike.operations).map { long[$0] } == long.sorted { $0.lexicographicallyPrecedes($1) })
+        // Keys alike in their first sixteen bytes, as a block's tree nodes nearly are.
+        let longer: [[UInt8]] = [Array(repeating: 7, count: 16) + [2], Array(repeating: 7, count: 16) + [1], Array(repeating: 7, count: 16)]
+        var alikeLonger = WriteBatch()
+        for key in longer { alikeLonger.put(key, []) }
+        #expect(RocksDBStore.keyOrder(alikeLonger.operations).map { longer[$0] } == longer.sorted { $0.lexicographicallyPrecedes($1) })
         #expect(RocksDBStore.keyOrder([]).isEmpty)
     }
 
