@@ -9,14 +9,14 @@ import Glibc
 /// One RocksDB instance per node home; keys are namespaced by a one-byte prefix chosen
 /// by the layer above (see `docs/architecture.md`, "Storage layout").
 ///
-/// The prefixes whose keys are written in increasing order (blocks and certificates by
-/// height, tree nodes by version) each live in a column family of their own: there a
-/// flush's file lies after every older one, and compaction moves it down instead of
-/// merging it with files of keys written at random, which the default family keeps.
+/// The bulky prefixes whose keys are written in increasing order (blocks by height, tree
+/// nodes by version) each live in a column family of their own: there a flush's file lies
+/// after every older one, and compaction moves it down instead of merging it with files
+/// of keys written at random, which the default family keeps.
 public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
     /// The column families beside the default one, by the prefix they hold.
     static let orderedFamilies: [(prefix: StorePrefix, name: String)] = [
-        (.block, "blocks"), (.certificate, "certificates"), (.stateNode, "state-nodes"),
+        (.block, "blocks"), (.stateNode, "state-nodes"),
     ]
 
     // RocksDB's handles are thread-safe for concurrent reads and writes; the options
@@ -39,6 +39,7 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
 
     /// Shared by a store's tables: state nodes and recent blocks stay in memory.
     public static let blockCacheBytes = 256 << 20
+    static let walBytesMax: UInt64 = 256 << 20
     public let path: String
 
     public init(path: String) throws(StorageError) {
@@ -46,6 +47,10 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
         options = rocksdb_options_create()
         rocksdb_options_set_create_if_missing(options, 1)
         rocksdb_options_set_create_missing_column_families(options, 1)
+        // A WAL file goes only when every family's data in it is flushed; past this total
+        // the family holding the oldest is flushed. RocksDB's default (four times all the
+        // memtables) kept 3 GB of WAL per node with three families.
+        rocksdb_options_set_max_total_wal_size(options, Self.walBytesMax)
         rocksdb_options_increase_parallelism(options, 2)
         // Leveled compaction (the default). Tree nodes are keyed by the version that wrote
         // them, so each block's nodes sort after all older ones: a compaction into a level
@@ -67,7 +72,19 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
         // prefix each key is inserted next to the previous one of its prefix.
         civitas_rocksdb_options_set_memtable_insert_hint_prefix(UnsafeMutableRawPointer(options), 1)
         var error: UnsafeMutablePointer<CChar>?
-        let names = ["default"] + Self.orderedFamilies.map(\.name)
+        // Families an earlier release made and this one does not use are opened too (RocksDB
+        // opens a store only with all of its families), emptied below, and dropped.
+        var existing: [String] = []
+        var existingCount = 0
+        if let list = rocksdb_list_column_families(options, path, &existingCount, &error) {
+            existing = (0..<existingCount).compactMap { list[$0].map { String(cString: $0) } }
+            rocksdb_list_column_families_destroy(list, existingCount)
+        }
+        // A new store has no families to list.
+        _ = Self.take(error)
+        error = nil
+        let known = ["default"] + Self.orderedFamilies.map(\.name)
+        let names = known + existing.filter { !known.contains($0) }
         var handles = [OpaquePointer?](repeating: nil, count: names.count)
         let cNames = names.map { strdup($0) }
         defer { cNames.forEach { free($0) } }
@@ -92,7 +109,8 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
         db = handle
         // The default family's handle is the database's own.
         if let defaultFamily = handles[0] { rocksdb_column_family_handle_destroy(defaultFamily) }
-        families = handles.dropFirst().map { $0! }
+        families = handles[1..<known.count].map { $0! }
+        let retired = handles[known.count...].map { $0! }
         var familyOfPrefix = [Int8](repeating: -1, count: 256)
         for (index, family) in Self.orderedFamilies.enumerated() { familyOfPrefix[Int(family.prefix.rawValue)] = Int8(index) }
         self.familyOfPrefix = familyOfPrefix
@@ -102,7 +120,26 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
         syncWrite = rocksdb_writeoptions_create()
         rocksdb_writeoptions_set_sync(syncWrite, 1)
         asyncWrite = rocksdb_writeoptions_create()
+        try emptyAndDrop(retired)
         try moveOrderedKeysOutOfTheDefaultFamily()
+    }
+
+    /// Moves every key of `retired` families to the family its prefix now belongs to, a
+    /// page per batch, then drops them.
+    private func emptyAndDrop(_ retired: [OpaquePointer]) throws(StorageError) {
+        for family in retired {
+            while true {
+                let page = try scan(prefix: [], start: nil, limit: 10_000, family: family, db)
+                if page.isEmpty { break }
+                var batch = WriteBatch()
+                for entry in page { batch.put(entry.key, entry.value) }
+                try write(batch, durable: true, removingFrom: family, db)
+            }
+            var error: UnsafeMutablePointer<CChar>?
+            rocksdb_drop_column_family(db, family, &error)
+            rocksdb_column_family_handle_destroy(family)
+            if let message = Self.take(error) { throw StorageError(.writeFailed, "dropping an unused column family: \(message)") }
+        }
     }
 
     /// Stores written before the ordered families existed hold every key in the default
@@ -206,7 +243,10 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
         try open { db throws(StorageError) in try write(batch, durable: durable, db) }
     }
 
-    private func write(_ batch: WriteBatch, durable: Bool, _ db: OpaquePointer) throws(StorageError) {
+    /// `removingFrom` also deletes each key put from that family, in the same batch.
+    private func write(_ batch: WriteBatch, durable: Bool, removingFrom retired: OpaquePointer? = nil, _ db: OpaquePointer)
+        throws(StorageError)
+    {
         let handle = rocksdb_writebatch_create()
         defer { rocksdb_writebatch_destroy(handle) }
         let operations = batch.operations
@@ -219,6 +259,7 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
                     value.withUnsafeBufferPointer { v in
                         k.withMemoryRebound(to: CChar.self) { k in
                             v.withMemoryRebound(to: CChar.self) { v in
+                                if let retired { rocksdb_writebatch_delete_cf(handle, retired, k.baseAddress, k.count) }
                                 if let family {
                                     rocksdb_writebatch_put_cf(handle, family, k.baseAddress, k.count, v.baseAddress, v.count)
                                 } else {

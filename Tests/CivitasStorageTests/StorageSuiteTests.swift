@@ -67,7 +67,7 @@ import Testing
             state ^= state << 17
             return state % bound
         }
-        // Some under the prefixes of the ordered column families (b, c, s).
+        // Some under the prefixes of the ordered column families (b, s).
         let keys: [[UInt8]] = [[1], [1, 0], [2], [0xff], [1, 0, 0], [0x80, 1], [0x62, 1], [0x62, 2], [0x63], [0x73, 0, 1], [0x73, 9], [0x76, 1]]
         for _ in 0..<50 {
             var batch = WriteBatch()
@@ -89,7 +89,7 @@ import Testing
     }
 
     /// A store written before the ordered column families existed holds every key in the
-    /// default family: opened, its blocks, certificates and tree nodes move to their own.
+    /// default family: opened, its blocks and tree nodes move to their own.
     @Test func orderedKeysInTheDefaultFamilyMoveToTheirsOnOpen() throws {
         let path = NSTemporaryDirectory() + "civitas-storage-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: path) }
@@ -121,6 +121,49 @@ import Testing
             #expect(try store.scan(prefix: [], start: nil, limit: 10).map(\.key) == entries.map(\.0).sorted { $0.lexicographicallyPrecedes($1) })
             store.close()
         }
+    }
+
+    /// A family an earlier release made and this one does not use (here `certificates`,
+    /// briefly one of the ordered families) is emptied into the families its keys now
+    /// belong to and dropped when the store opens.
+    @Test func anUnusedColumnFamilyIsEmptiedAndDropped() throws {
+        let path = NSTemporaryDirectory() + "civitas-storage-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let options = rocksdb_options_create()
+        defer { rocksdb_options_destroy(options) }
+        rocksdb_options_set_create_if_missing(options, 1)
+        var error: UnsafeMutablePointer<CChar>?
+        let raw = try #require(rocksdb_open(options, path, &error))
+        let family = try #require(rocksdb_create_column_family(raw, options, "certificates", &error))
+        let write = rocksdb_writeoptions_create()
+        let entries: [([UInt8], [UInt8])] = [([0x63, 0, 1], [1]), ([0x63, 0, 2], [2]), ([0x73, 1], [3])]
+        for (key, value) in entries {
+            key.withUnsafeBufferPointer { k in
+                value.withUnsafeBufferPointer { v in
+                    k.withMemoryRebound(to: CChar.self) { k in
+                        v.withMemoryRebound(to: CChar.self) { v in
+                            rocksdb_put_cf(raw, write, family, k.baseAddress, k.count, v.baseAddress, v.count, &error)
+                        }
+                    }
+                }
+            }
+        }
+        rocksdb_writeoptions_destroy(write)
+        rocksdb_column_family_handle_destroy(family)
+        rocksdb_close(raw)
+        #expect(error == nil)
+        let store = try RocksDBStore(path: path)
+        for (key, value) in entries { #expect(try store.get(key) == value) }
+        #expect(try store.scan(prefix: [0x63], start: nil, limit: 10).count == 2)
+        store.close()
+        var count = 0
+        let list = try #require(rocksdb_list_column_families(options, path, &count, &error))
+        let names = (0..<count).map { String(cString: list[$0]!) }
+        rocksdb_list_column_families_destroy(list, count)
+        #expect(Set(names) == Set(["default"] + RocksDBStore.orderedFamilies.map(\.name)))
+        let reopened = try RocksDBStore(path: path)
+        for (key, value) in entries { #expect(try reopened.get(key) == value) }
+        reopened.close()
     }
 
     /// RocksDB receives a batch in key order; a key's own operations keep their order,
