@@ -192,15 +192,30 @@ public final class StateTree: Sendable {
     }
 
     private func load(_ ref: StateNodeRef) throws(StateError) -> StateNode {
-        if let bytes = cache?.node(ref) { return try decode(bytes, ref) }
+        let (bytes, cached) = try encoded(ref)
+        let node = try decode(bytes, ref)
+        if !cached, case .internalNode = node { cache?.insert(bytes, ref) }
+        return node
+    }
+
+    /// The children of the internal node `ref`, as `load` would give them, decoded in place.
+    private func loadChildren(_ ref: StateNodeRef, into children: inout StateNode.Children) throws(StateError) {
+        let (bytes, cached) = try encoded(ref)
+        do { try StateNode.decodeChildren(of: bytes, into: &children) } catch {
+            throw StateError(.corruptNode, "state node \(ref.hash) of version \(ref.version), named internal by its parent: \(error)")
+        }
+        if !cached { cache?.insert(bytes, ref) }
+    }
+
+    /// The stored bytes of node `ref`, and whether the cache gave them.
+    private func encoded(_ ref: StateNodeRef) throws(StateError) -> (bytes: [UInt8], cached: Bool) {
+        if let bytes = cache?.node(ref) { return (bytes, true) }
         let bytes: [UInt8]?
         do { bytes = try store.get(Self.nodeKey(ref)) } catch {
             throw StateError(.storage, error.description)
         }
         guard let bytes else { throw StateError(.missingNode, "state node \(ref.hash) of version \(ref.version) is not in the store") }
-        let node = try decode(bytes, ref)
-        if case .internalNode = node { cache?.insert(bytes, ref) }
-        return node
+        return (bytes, false)
     }
 
     private func decode(_ bytes: [UInt8], _ ref: StateNodeRef) throws(StateError) -> StateNode {
@@ -329,9 +344,8 @@ public final class StateTree: Sendable {
             }
             return try build(depth: depth, merged[...], version, &writes)
         case .internalNode:
-            guard case .internalNode(var children) = try load(node.ref) else {
-                throw StateError(.corruptNode, "node \(node.hash) was named internal by its parent")
-            }
+            var children = StateNode.Children(repeating: .empty)
+            try loadChildren(node.ref, into: &children)
             var start = updates.startIndex
             while start < updates.endIndex {
                 let slot = updates[start].keyHash.nibble(depth)

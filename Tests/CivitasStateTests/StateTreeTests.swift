@@ -238,6 +238,11 @@ import Testing
             overwrite.put(StateTree.nodeKey(try tree.child(root).ref), bad)
             try store.write(overwrite, durable: true)
             #expect(throws: StateError.self) { try tree.prove([5], root: root) }
+            #expect {
+                try tree.update(root: root, changes: [.init(key: [5], value: [2])])
+            } throws: { error in
+                (error as? StateError)?.code == .corruptNode
+            }
         }
     }
 }
