@@ -30,6 +30,7 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
     private let blockCache: OpaquePointer
     /// The handle of each ordered family, in `orderedFamilies`' order.
     private let families: [OpaquePointer]
+    private let defaultFamily: OpaquePointer
     /// The family of each first key byte: an index into `families`, or -1 for the default.
     private let familyOfPrefix: [Int8]
     /// Readers and writers hold it shared; `close` holds it exclusively, so the handle is
@@ -107,8 +108,7 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
             throw StorageError(.openFailed, "cannot open RocksDB at \(path): \(message)")
         }
         db = handle
-        // The default family's handle is the database's own.
-        if let defaultFamily = handles[0] { rocksdb_column_family_handle_destroy(defaultFamily) }
+        defaultFamily = handles[0]!
         families = handles[1..<known.count].map { $0! }
         let retired = handles[known.count...].map { $0! }
         var familyOfPrefix = [Int8](repeating: -1, count: 256)
@@ -120,54 +120,26 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
         syncWrite = rocksdb_writeoptions_create()
         rocksdb_writeoptions_set_sync(syncWrite, 1)
         asyncWrite = rocksdb_writeoptions_create()
-        try emptyAndDrop(retired)
-        try moveOrderedKeysOutOfTheDefaultFamily()
-    }
-
-    /// Moves every key of `retired` families to the family its prefix now belongs to, a
-    /// page per batch, then drops them.
-    private func emptyAndDrop(_ retired: [OpaquePointer]) throws(StorageError) {
+        // Families a release no longer uses are emptied and dropped; a store written
+        // before the ordered families existed holds their keys in the default family.
         for family in retired {
-            while true {
-                let page = try scan(prefix: [], start: nil, limit: 10_000, family: family, db)
-                if page.isEmpty { break }
-                var batch = WriteBatch()
-                for entry in page { batch.put(entry.key, entry.value) }
-                try write(batch, durable: true, removingFrom: family, db)
-            }
-            var error: UnsafeMutablePointer<CChar>?
+            try move(prefix: [], from: family)
             rocksdb_drop_column_family(db, family, &error)
             rocksdb_column_family_handle_destroy(family)
             if let message = Self.take(error) { throw StorageError(.writeFailed, "dropping an unused column family: \(message)") }
         }
+        for family in Self.orderedFamilies { try move(prefix: [family.prefix.rawValue], from: defaultFamily) }
     }
 
-    /// Stores written before the ordered families existed hold every key in the default
-    /// family: their ordered keys move to their families on the first open, a page at a
-    /// time (each page one batch, so an interrupted move resumes where it stopped).
-    private func moveOrderedKeysOutOfTheDefaultFamily() throws(StorageError) {
-        for (index, family) in Self.orderedFamilies.enumerated() {
-            while true {
-                let page = try scan(prefix: [family.prefix.rawValue], start: nil, limit: 10_000, family: nil, db)
-                if page.isEmpty { break }
-                let handle = rocksdb_writebatch_create()
-                defer { rocksdb_writebatch_destroy(handle) }
-                for entry in page {
-                    entry.key.withUnsafeBufferPointer { k in
-                        entry.value.withUnsafeBufferPointer { v in
-                            k.withMemoryRebound(to: CChar.self) { k in
-                                v.withMemoryRebound(to: CChar.self) { v in
-                                    rocksdb_writebatch_put_cf(handle, families[index], k.baseAddress, k.count, v.baseAddress, v.count)
-                                    rocksdb_writebatch_delete(handle, k.baseAddress, k.count)
-                                }
-                            }
-                        }
-                    }
-                }
-                var error: UnsafeMutablePointer<CChar>?
-                rocksdb_write(db, syncWrite, handle, &error)
-                if let message = Self.take(error) { throw StorageError(.writeFailed, message) }
-            }
+    /// Moves the keys under `prefix` in `source` to the family each now belongs to, a page
+    /// per durable batch, so an interrupted move resumes where it stopped.
+    private func move(prefix: [UInt8], from source: OpaquePointer) throws(StorageError) {
+        while true {
+            let page = try scan(prefix: prefix, start: nil, limit: 10_000, family: source, db)
+            if page.isEmpty { return }
+            var batch = WriteBatch()
+            for entry in page { batch.put(entry.key, entry.value) }
+            try write(batch, durable: true, removingFrom: source, db)
         }
     }
 
@@ -180,7 +152,7 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
 
     deinit {
         if !closed {
-            families.forEach { rocksdb_column_family_handle_destroy($0) }
+            (families + [defaultFamily]).forEach { rocksdb_column_family_handle_destroy($0) }
             rocksdb_close(db)
         }
         pthread_rwlock_destroy(lock)
@@ -202,7 +174,7 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
         defer { pthread_rwlock_unlock(lock) }
         guard !closed else { return }
         closed = true
-        families.forEach { rocksdb_column_family_handle_destroy($0) }
+        (families + [defaultFamily]).forEach { rocksdb_column_family_handle_destroy($0) }
         rocksdb_close(db)
     }
 
@@ -243,7 +215,8 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
         try open { db throws(StorageError) in try write(batch, durable: durable, db) }
     }
 
-    /// `removingFrom` also deletes each key put from that family, in the same batch.
+    /// `removingFrom` also deletes each key put from that family (another than the one
+    /// the key belongs to), in the same batch.
     private func write(_ batch: WriteBatch, durable: Bool, removingFrom retired: OpaquePointer? = nil, _ db: OpaquePointer)
         throws(StorageError)
     {
