@@ -139,6 +139,27 @@ import Testing
         }
     }
 
+    /// A node opening its store reads the last version written; a damaged entry is
+    /// reported as corruption, never taken for a version.
+    @Test func theLastVersionIsReadBackAndADamagedOneRefused() throws {
+        let store = MemoryStore()
+        #expect(try StateVersions(store: store).next() == 1)
+        let (_, batch) = try StateTree(store: store, hasher: hasher, versions: StateVersions(last: 41))
+            .update(root: .zero, changes: [.init(key: key(1), value: [1])])
+        try store.write(batch, durable: true)
+        #expect(try StateVersions(store: store).next() == 43)
+        for bad: [UInt8] in [[], [1, 2, 3], [0, 0, 0, 0, 0, 0, 0, 0, 9]] {
+            var damage = WriteBatch()
+            damage.put(StateTree.versionKey, bad)
+            try store.write(damage, durable: true)
+            #expect {
+                try StateVersions(store: store)
+            } throws: { error in
+                (error as? StateError)?.code == .corruptNode
+            }
+        }
+    }
+
     @Test func aTreeOfOneLeafIsFoundThroughItsRootEntry() throws {
         let store = MemoryStore()
         let tree = StateTree(store: store, hasher: hasher)
