@@ -160,19 +160,20 @@ import Testing
         #expect(await node.value(StateKeys.balance(chain.address(chain.clients[0]))) == StateKeys.encode(TestChain.clientBalance - 250))
     }
 
+    /// Commits `count` kv puts (k0 = v0, …), one block each, on a node over `store`, and
+    /// returns the head's state root and height; the node is gone when it returns.
+    func commitPuts(_ count: Int, into store: MemoryStore) async throws -> (root: Hash, height: UInt64) {
+        let node = try chain.node(store: store)
+        for nonce in 0..<count {
+            try await node.submit(chain.transaction(put("k\(nonce)", "v\(nonce)"), nonce: UInt64(nonce)))
+            await node.produceBlock()
+        }
+        return (await node.status().stateRoot, await node.status().height)
+    }
+
     @Test func restartResumesAtTheLastCommittedHeight() async throws {
         let store = MemoryStore()
-        var root: Hash
-        var height: UInt64
-        do {
-            let node = try chain.node(store: store)
-            for nonce in 0..<5 {
-                try await node.submit(chain.transaction(put("k\(nonce)", "v\(nonce)"), nonce: UInt64(nonce)))
-                await node.produceBlock()
-            }
-            root = await node.status().stateRoot
-            height = await node.status().height
-        }
+        let (root, height) = try await commitPuts(5, into: store)
         // A block's certified copy goes when the block commits: what is kept on disk is
         // only the certified chain above the committed head, never the whole history.
         let kept = try store.scan(prefix: [StorePrefix.certifiedBlock.rawValue], start: nil, limit: 100)
@@ -246,17 +247,7 @@ import Testing
     /// chain goes on.
     @Test func aFormat3StoreIsMigratedInPlace() async throws {
         let store = MemoryStore()
-        var root: Hash
-        var height: UInt64
-        do {
-            let node = try chain.node(store: store)
-            for nonce in 0..<6 {
-                try await node.submit(chain.transaction(put("k\(nonce)", "v\(nonce)"), nonce: UInt64(nonce)))
-                await node.produceBlock()
-            }
-            root = await node.status().stateRoot
-            height = await node.status().height
-        }
+        let (root, height) = try await commitPuts(6, into: store)
         try Self.downgradeToFormat3(store)
         let reopened = try chain.node(store: store)
         #expect(await reopened.status().height == height)
