@@ -203,20 +203,18 @@ public final class Replica {
             guard try ledger.genesisHash() == genesisHash else {
                 throw NodeError(.genesisMismatch, "the data directory holds another chain than this genesis file")
             }
-            guard let block = try ledger.block(at: height) else {
-                throw NodeError(.storage, "committed height \(height) has no block")
-            }
-            var format = try ledger.format()
-            if format == 3 {
-                try StoreMigration.migrate3To4(store: store, state: state, head: block, logger: logger)
-                format = try ledger.format()
-            }
-            guard format == Ledger.storeFormat else {
+            // The format is checked before anything else is read: an older layout could be misread.
+            let format = try ledger.format()
+            guard format == Ledger.storeFormat || format == 3 else {
                 throw NodeError(
                     .storage,
                     "the data directory has store format \(format) and this node reads format \(Ledger.storeFormat): "
                         + "move it aside and let the node sync from its peers (docs/operations.md, upgrades)")
             }
+            guard let block = try ledger.block(at: height) else {
+                throw NodeError(.storage, "committed height \(height) has no block")
+            }
+            if format == 3 { try StoreMigration.migrate3To4(store: store, state: state, head: block, logger: logger) }
             return block
         }
         let (root, batch) = try state.stage(root: StateTree.emptyRoot, changes: Executor.genesisChanges(genesis, hasher: hasher))
