@@ -61,7 +61,9 @@ enum StateNode {
     static let internalTag: UInt8 = 3
     static let leafTag: UInt8 = 2
 
-    static func encoded(children: borrowing Children) -> [UInt8] {
+    /// `children` is inout, though only read: borrowed, the caller's slots were copied
+    /// first (1.3 KB per node an update writes).
+    static func encoded(children: inout Children) -> [UInt8] {
         var bitmap: UInt16 = 0
         var size = 3
         for slot in 0..<fanout where children[slot].kind != .empty {

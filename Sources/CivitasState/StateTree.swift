@@ -90,7 +90,7 @@ public final class StateTree: Sendable {
         var depth = 0
         while current.kind != .empty {
             switch try load(current.ref) {
-            case .internalNode(let children):
+            case .internalNode(var children):
                 // The binary levels inside the stored node: the sibling at each is the
                 // hash of the other half of the remaining slots.
                 var low = 0
@@ -101,9 +101,9 @@ public final class StateTree: Sendable {
                     let goRight = keyHash.bit(depth)
                     let other = goRight ? low : low + width
                     if goRight { low += width }
-                    siblings.append(fold(children, other, width).hash)
+                    siblings.append(fold(&children, other, width).hash)
                     depth += 1
-                    reached = fold(children, low, width)
+                    reached = fold(&children, low, width)
                     // A lone leaf or an empty subtree ends the path here, as in the binary tree.
                     if reached.kind != .internalNode { break }
                 }
@@ -354,11 +354,11 @@ public final class StateTree: Sendable {
                 children[slot] = try apply(children[slot], depth: depth + 1, updates[start..<end], version, &writes)
                 start = end
             }
-            let subtree = fold(children, 0, StateNode.fanout)
+            let subtree = fold(&children, 0, StateNode.fanout)
             // Writes that leave the subtree as it was keep the stored node.
             guard subtree.hash != node.hash else { return node }
             cache?.remove(node.ref)
-            return stored(subtree, children, version, &writes)
+            return stored(subtree, &children, version, &writes)
         }
     }
 
@@ -390,29 +390,32 @@ public final class StateTree: Sendable {
             children[slot] = try build(depth: depth + 1, leaves[start..<end], version, &writes)
             start = end
         }
-        return stored(fold(children, 0, StateNode.fanout), children, version, &writes)
+        let folded = fold(&children, 0, StateNode.fanout)
+        return stored(folded, &children, version, &writes)
     }
 
     /// The subtree `folded` from `children`: stored as a node of `version` when it is
     /// internal; an empty subtree or a lone leaf (lifted to keep the form canonical)
-    /// needs no node.
+    /// needs no node. `children` is inout only so that it is passed in place: borrowed,
+    /// the 1.3 KB of slots were copied on every call.
     private func stored(
-        _ folded: StateNode.Child, _ children: borrowing StateNode.Children, _ version: UInt64, _ writes: inout WriteBatch
+        _ folded: StateNode.Child, _ children: inout StateNode.Children, _ version: UInt64, _ writes: inout WriteBatch
     ) -> StateNode.Child {
         var subtree = folded
         guard subtree.kind == .internalNode else { return subtree }
         subtree.version = version
-        let bytes = StateNode.encoded(children: children)
+        let bytes = StateNode.encoded(children: &children)
         writes.put(Self.nodeKey(subtree.ref), bytes)
         cache?.insert(bytes, subtree.ref)
         return subtree
     }
 
     /// The binary subtree over `children[low ..< low + width]` (width a power of two).
-    private func fold(_ children: borrowing StateNode.Children, _ low: Int, _ width: Int) -> StateNode.Child {
+    /// `children` is inout, though only read, for the reason given at `stored`.
+    private func fold(_ children: inout StateNode.Children, _ low: Int, _ width: Int) -> StateNode.Child {
         if width == 1 { return children[low] }
         let half = width / 2
-        return join(fold(children, low, half), fold(children, low + half, half))
+        return join(fold(&children, low, half), fold(&children, low + half, half))
     }
 
     /// A binary internal node over two children, lifting a lone leaf.

@@ -166,6 +166,31 @@ import Testing
         reopened.close()
     }
 
+    /// Tree nodes (hashes) are stored uncompressed, the other families compressed: read
+    /// back from the options file RocksDB writes for the store it opened.
+    @Test func stateNodesAloneAreStoredUncompressed() throws {
+        let path = NSTemporaryDirectory() + "civitas-storage-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let store = try RocksDBStore(path: path)
+        store.close()
+        let files = try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasPrefix("OPTIONS-") }.sorted()
+        let text = try String(contentsOfFile: "\(path)/\(try #require(files.last))", encoding: .utf8)
+        var compression: [String: String] = [:]
+        var family: String?
+        for line in text.split(separator: "\n").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+            if line.hasPrefix("[") {
+                family = line.hasPrefix("[CFOptions \"") ? String(line.dropFirst(12).dropLast(2)) : nil
+            } else if let family, line.hasPrefix("compression=") {
+                compression[family] = String(line.dropFirst("compression=".count))
+            }
+        }
+        #expect(compression["state-nodes"] == "kNoCompression")
+        for name in ["default", "blocks"] {
+            let kind = try #require(compression[name])
+            #expect(kind != "kNoCompression", "\(name) is \(kind)")
+        }
+    }
+
     /// RocksDB receives a batch in key order; a key's own operations keep their order,
     /// since the last of them is the one that holds.
     @Test func batchesGoToRocksDBInKeyOrderWithEachKeysOperationsInTheirOrder() {
