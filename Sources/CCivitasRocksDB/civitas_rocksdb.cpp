@@ -1,5 +1,6 @@
 #include "civitas_rocksdb.h"
 
+#include <rocksdb/env.h>
 #include <rocksdb/options.h>
 #include <rocksdb/slice_transform.h>
 
@@ -8,4 +9,10 @@
 void civitas_rocksdb_options_set_memtable_insert_hint_prefix(void *options, size_t prefix_length) {
     auto *rep = static_cast<rocksdb::Options *>(options);
     rep->memtable_insert_with_hint_prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(prefix_length));
+}
+
+void civitas_rocksdb_lower_background_cpu_priority(void) {
+    auto *env = rocksdb::Env::Default();
+    env->LowerThreadPoolCPUPriority(rocksdb::Env::Priority::HIGH, rocksdb::CpuPriority::kLow);
+    env->LowerThreadPoolCPUPriority(rocksdb::Env::Priority::LOW, rocksdb::CpuPriority::kLow);
 }

@@ -56,6 +56,11 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
         // memtables) kept 3 GB of WAL per node with three families.
         rocksdb_options_set_max_total_wal_size(options, Self.walBytesMax)
         rocksdb_options_increase_parallelism(options, 2)
+        // Flushes and compactions are throughput work; the node's own thread, which
+        // executes, votes and commits, should not wait behind them for a core. The nodes
+        // of a one-machine network fill their memtables in step and flush at once: blocks
+        // committed at those moments took 250–330 ms longer (docs/benchmarks.md).
+        civitas_rocksdb_lower_background_cpu_priority()
         // Leveled compaction (the default). Tree nodes are keyed by the version that wrote
         // them, so each block's nodes sort after all older ones: a compaction into a level
         // overlaps only the newest nodes there and the files of keys written at random

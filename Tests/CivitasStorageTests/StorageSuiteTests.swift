@@ -176,12 +176,12 @@ import Testing
         let files = try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasPrefix("OPTIONS-") }.sorted()
         let text = try String(contentsOfFile: "\(path)/\(try #require(files.last))", encoding: .utf8)
         var compression: [String: String] = [:]
-        var family: String?
+        var section = ""
         for line in text.split(separator: "\n").map({ $0.trimmingCharacters(in: .whitespaces) }) {
             if line.hasPrefix("[") {
-                family = line.hasPrefix("[CFOptions \"") ? String(line.dropFirst(12).dropLast(2)) : nil
-            } else if let family, line.hasPrefix("compression=") {
-                compression[family] = String(line.dropFirst("compression=".count))
+                section = line
+            } else if section.hasPrefix("[CFOptions \""), line.hasPrefix("compression=") {
+                compression[String(section.dropFirst(12).dropLast(2))] = String(line.dropFirst("compression=".count))
             }
         }
         #expect(compression["state-nodes"] == "kNoCompression")
@@ -189,6 +189,47 @@ import Testing
             let kind = try #require(compression[name])
             #expect(kind != "kNoCompression", "\(name) is \(kind)")
         }
+    }
+
+    /// RocksDB's flush and compaction threads in the process run at nice 19 once a store
+    /// is open: a database opened beside it through the raw API, flushed, has its flush
+    /// thread lowered too (the threads are the process's).
+    @Test func backgroundThreadsRunAtTheLowestPriority() throws {
+        let path = NSTemporaryDirectory() + "civitas-storage-\(UUID().uuidString)"
+        let other = path + "-raw"
+        defer {
+            try? FileManager.default.removeItem(atPath: path)
+            try? FileManager.default.removeItem(atPath: other)
+        }
+        let store = try RocksDBStore(path: path)
+        defer { store.close() }
+        let options = rocksdb_options_create()
+        defer { rocksdb_options_destroy(options) }
+        rocksdb_options_set_create_if_missing(options, 1)
+        var error: UnsafeMutablePointer<CChar>?
+        let raw = try #require(rocksdb_open(options, other, &error))
+        defer { rocksdb_close(raw) }
+        let write = rocksdb_writeoptions_create()
+        rocksdb_put(raw, write, "k", 1, "v", 1, &error)
+        rocksdb_writeoptions_destroy(write)
+        let flush = rocksdb_flushoptions_create()
+        rocksdb_flushoptions_set_wait(flush, 1)
+        rocksdb_flush(raw, flush, &error)
+        rocksdb_flushoptions_destroy(flush)
+        #expect(error == nil)
+        // A thread lowers its priority before the job it runs: the flush ran on one.
+        var niceness: [String: Set<Int>] = [:]
+        for task in try FileManager.default.contentsOfDirectory(atPath: "/proc/self/task") {
+            guard let comm = try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8),
+                let stat = try? String(contentsOfFile: "/proc/self/task/\(task)/stat", encoding: .utf8),
+                let end = stat.lastIndex(of: ")")
+            else { continue }
+            let name = comm.trimmingCharacters(in: .whitespacesAndNewlines)
+            // Fields after the command name: state is field 3, nice field 19.
+            let fields = stat[stat.index(after: end)...].split(separator: " ")
+            if name.hasPrefix("rocksdb:"), fields.count > 16, let nice = Int(fields[16]) { niceness[name, default: []].insert(nice) }
+        }
+        #expect(niceness["rocksdb:high"]?.contains(19) == true, "\(niceness)")
     }
 
     /// RocksDB receives a batch in key order; a key's own operations keep their order,

@@ -14,6 +14,11 @@ extern "C" {
 /// key order then costs a few comparisons per key instead of a full search.
 void civitas_rocksdb_options_set_memtable_insert_hint_prefix(void *options, size_t prefix_length);
 
+/// Runs the process's RocksDB flush and compaction threads at the lowest CPU priority
+/// (nice 19): they are throughput work, and on a machine whose cores are busy they would
+/// otherwise delay the thread that executes, votes and commits blocks.
+void civitas_rocksdb_lower_background_cpu_priority(void);
+
 #ifdef __cplusplus
 }
 #endif
