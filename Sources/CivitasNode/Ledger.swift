@@ -1,6 +1,7 @@
 import CivitasCore
 import CivitasCrypto
 import CivitasStorage
+import Synchronization
 
 /// Where a committed transaction is.
 public struct TransactionLocation: Hashable, Sendable {
@@ -21,11 +22,16 @@ public struct CommittedBlock: Sendable {
 public final class Ledger: Sendable {
     private let store: any KeyValueStore
     private let hasher: ChainHasher
+    /// Whether a write whose sync its caller deferred is not yet synced.
+    private let unsynced = Atomic<Bool>(false)
 
     static let heightKey = StorePrefix.metadata.key(Array("height".utf8))
     static let genesisKey = StorePrefix.metadata.key(Array("genesis".utf8))
     static let safetyKey = StorePrefix.metadata.key(Array("safety".utf8))
     static let formatKey = StorePrefix.metadata.key(Array("format".utf8))
+    /// What a replica promises is durable before a step's effects leave it: the committed
+    /// height (and with it the block's batch) and the consensus's safety data.
+    public static let promisedKeys = [heightKey, safetyKey]
 
     /// The layout of the store's contents this code writes and reads. Format 1 stored
     /// one state-tree node per binary level; format 2 four levels per node; format 3
@@ -142,18 +148,34 @@ public final class Ledger: Sendable {
         return changes.sorted { $0.validators.epoch < $1.validators.epoch }
     }
 
-    public func persistSafety(_ bytes: [UInt8]) throws(StorageError) {
+    /// Writes the consensus's safety data. With `deferSync` it is durable only after
+    /// `syncDeferredWrites`, which must come before any vote it guards leaves the node.
+    public func persistSafety(_ bytes: [UInt8], deferSync: Bool = false) throws(StorageError) {
         var batch = WriteBatch()
         batch.put(Self.safetyKey, bytes)
-        try store.write(batch, durable: true)
+        try write(batch, deferSync: deferSync)
+    }
+
+    /// Makes the writes made with `deferSync` durable, with one fsync for all of them.
+    /// A replica calls it at the end of each step, before the step's effects (votes sent,
+    /// commits reported) leave it: a block committed and the vote that follows it in the
+    /// same step then cost one fsync, not two.
+    public func syncDeferredWrites() throws(StorageError) {
+        if unsynced.exchange(false, ordering: .acquiringAndReleasing) { try store.sync() }
+    }
+
+    private func write(_ batch: WriteBatch, deferSync: Bool) throws(StorageError) {
+        try store.write(batch, durable: !deferSync)
+        if deferSync { unsynced.store(true, ordering: .releasing) }
     }
 
     /// Adds the block, its certificate, receipts and index entries to `batch` (which
-    /// already holds the state changes) and writes it durably: after this returns, the
-    /// block survives a crash; before, none of it is visible.
+    /// already holds the state changes) and writes it durably: after this returns (with
+    /// `deferSync`, after `syncDeferredWrites`), the block survives a crash; before, none
+    /// of it is visible.
     public func commit(
         _ block: Block, certificate: QuorumCertificate?, receipts: [Receipt], transactionIds: [Hash],
-        genesisHash: Hash?, epochChange: EpochChange? = nil, batch: consuming WriteBatch
+        genesisHash: Hash?, epochChange: EpochChange? = nil, batch: consuming WriteBatch, deferSync: Bool = false
     ) throws(StorageError) {
         let height = block.header.height
         if let epochChange { batch.put(Self.epochKey(epochChange.validators.epoch), epochChange.canonicalBytes) }
@@ -180,7 +202,7 @@ public final class Ledger: Sendable {
             batch.put(Self.formatKey, format.bytes)
         }
         batch.put(Self.heightKey, heightBytes.bytes)
-        try store.write(batch, durable: true)
+        try write(batch, deferSync: deferSync)
     }
 
     /// Writes block `block` as the first this node holds (from a snapshot whose state is

@@ -232,6 +232,7 @@ public final class Replica {
     // MARK: Inputs
 
     public func start(now: UInt64) throws -> [ReplicaEffect] {
+        defer { syncDeferredWrites() }
         self.now = now
         // The first block also waits one interval for transactions to collect.
         lastProposalMilliseconds = now
@@ -258,6 +259,7 @@ public final class Replica {
     /// Admits each of `transactions` or says why not (same order), then looks for work
     /// once for the whole batch.
     public func submit(_ transactions: [VerifiedTransaction], now: UInt64) -> (errors: [TransactionError?], effects: [ReplicaEffect]) {
+        defer { syncDeferredWrites() }
         self.now = now
         var errors: [TransactionError?] = []
         errors.reserveCapacity(transactions.count)
@@ -283,6 +285,7 @@ public final class Replica {
     /// Transactions gossiped by a peer, already verified (in parallel, off this path).
     /// Refusals are expected (another node saw them first, nonces moved) and dropped.
     public func receive(gossiped transactions: [VerifiedTransaction], now: UInt64) -> [ReplicaEffect] {
+        defer { syncDeferredWrites() }
         self.now = now
         for transaction in transactions { try? admit(transaction) }
         var effects: [ReplicaEffect] = []
@@ -291,6 +294,7 @@ public final class Replica {
     }
 
     public func receive(_ message: PeerMessage, from peer: UInt16, now: UInt64) -> [ReplicaEffect] {
+        defer { syncDeferredWrites() }
         self.now = now
         var effects: [ReplicaEffect] = []
         do {
@@ -325,6 +329,7 @@ public final class Replica {
     }
 
     public func timerFired(_ timer: ReplicaTimer, now: UInt64) -> [ReplicaEffect] {
+        defer { syncDeferredWrites() }
         self.now = now
         var effects: [ReplicaEffect] = []
         do {
@@ -353,6 +358,13 @@ public final class Replica {
             fatal(error)
         }
         return effects
+    }
+
+    /// Ends a step. Its commits and safety data are written without a sync of their own;
+    /// one sync here makes them all durable before the step's effects (votes, commit
+    /// notices) leave the replica, which is what each promise needs.
+    private func syncDeferredWrites() {
+        do { try ledger.syncDeferredWrites() } catch { fatal(error) }
     }
 
     /// A storage failure leaves the node unable to keep its promises (a committed block
@@ -422,7 +434,7 @@ public final class Replica {
         for action in actions where validators.epoch == epoch {
             switch action {
             case .persist(let data):
-                try ledger.persistSafety(data.canonicalBytes)
+                try ledger.persistSafety(data.canonicalBytes, deferSync: true)
             case .broadcast(let message):
                 effects.append(.broadcast(.consensus(message)))
             case .send(let message, let validator):
@@ -621,7 +633,7 @@ public final class Replica {
             }
             try ledger.commit(
                 block.block, certificate: certificate, receipts: block.receipts, transactionIds: block.transactionIds,
-                genesisHash: nil, epochChange: change, batch: block.batch)
+                genesisHash: nil, epochChange: change, batch: block.batch, deferSync: true)
             head = CommittedBlock(block: block.block, hash: block.hash, certificate: certificate)
             executed[info.hash] = nil
             afterCommit(block, &effects)
@@ -647,7 +659,7 @@ public final class Replica {
         reportedWork = false
         syncInFlight = false
         let safety = SafetyData(epoch: validators.epoch)
-        try ledger.persistSafety(safety.canonicalBytes)
+        try ledger.persistSafety(safety.canonicalBytes, deferSync: true)
         consensus = Self.makeConsensus(
             chainId: genesis.chainId, validators: validators, settings: settings, hasher: hasher, key: validatorKey, verifier: verifier,
             safety: safety, head: head)

@@ -8,6 +8,9 @@ public protocol KeyValueStore: AnyObject, Sendable {
     /// Applies every operation of `batch` or none. With `durable`, returns only once
     /// the batch would survive a power cut (fsync of the write-ahead log).
     func write(_ batch: WriteBatch, durable: Bool) throws(StorageError)
+    /// Makes every batch written so far durable, as if the last had been written with
+    /// `durable`: several writes then cost one fsync.
+    func sync() throws(StorageError)
     /// Entries whose key starts with `prefix`, in ascending key order, starting at
     /// `start` (inclusive, must itself start with `prefix`) and at most `limit` of them.
     func scan(prefix: [UInt8], start: [UInt8]?, limit: Int) throws(StorageError) -> [(key: [UInt8], value: [UInt8])]
@@ -66,6 +69,9 @@ public struct StorageError: Error, Equatable, Sendable, CustomStringConvertible 
 }
 
 extension KeyValueStore {
+    /// An empty durable batch: what a store whose writes are ordered needs to sync them.
+    public func sync() throws(StorageError) { try write(WriteBatch(), durable: true) }
+
     public func scan(prefix: [UInt8], limit: Int) throws(StorageError) -> [(key: [UInt8], value: [UInt8])] {
         try scan(prefix: prefix, start: nil, limit: limit)
     }

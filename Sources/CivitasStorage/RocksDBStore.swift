@@ -230,6 +230,15 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
         try open { db throws(StorageError) in try write(batch, durable: durable, db) }
     }
 
+    /// Syncs the write-ahead log: every batch written before is then durable.
+    public func sync() throws(StorageError) {
+        try open { db throws(StorageError) in
+            var error: UnsafeMutablePointer<CChar>?
+            rocksdb_flush_wal(db, 1, &error)
+            if let message = Self.take(error) { throw StorageError(.writeFailed, "syncing the write-ahead log: \(message)") }
+        }
+    }
+
     /// `removingFrom` also deletes each key put from that family (another than the one
     /// the key belongs to), in the same batch.
     private func write(_ batch: WriteBatch, durable: Bool, removingFrom retired: OpaquePointer? = nil, _ db: OpaquePointer)

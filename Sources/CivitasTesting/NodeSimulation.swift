@@ -48,7 +48,7 @@ public final class NodeSimulation {
     final class SimulatedNode {
         let index: Int
         let key: PrivateKey
-        var store: MemoryStore
+        var store: CrashableStore
         var replica: Replica?
         var sync: SnapshotSync?
         var up = true
@@ -59,7 +59,7 @@ public final class NodeSimulation {
         init(index: Int, key: PrivateKey) {
             self.index = index
             self.key = key
-            store = MemoryStore()
+            store = CrashableStore()
         }
     }
 
@@ -222,12 +222,13 @@ public final class NodeSimulation {
             case .crash:
                 node.up = false
                 node.incarnation += 1
+                node.store = try node.store.afterCrash()
                 node.replica = nil
                 node.sync = nil
                 continue
             case .restart(let wipe):
                 guard !node.up else { continue }
-                if wipe { node.store = MemoryStore() }
+                if wipe { node.store = CrashableStore() }
                 node.up = true
                 node.incarnation += 1
                 if wipe && settings.stateSync {
@@ -378,6 +379,9 @@ public final class NodeSimulation {
     let trace = ProcessInfo.processInfo.environment["CIVITAS_TRACE"] != nil
 
     func perform(_ node: SimulatedNode, _ effects: [ReplicaEffect]) throws {
+        if node.replica != nil, let key = Ledger.promisedKeys.first(where: { !node.store.isSynced($0) }) {
+            throw fail("n\(node.index): a step's effects leave before its write of \(key) is synced")
+        }
         for effect in effects {
             if trace { print("\(now) n\(node.index): \(String(describing: effect).prefix(200))") }
             switch effect {

@@ -166,6 +166,25 @@ import Testing
         reopened.close()
     }
 
+    /// Writes left unsynced are synced by `sync` and found again by a store reopened on the
+    /// same directory; a closed store refuses to sync.
+    @Test func syncMakesEarlierWritesDurable() throws {
+        let path = NSTemporaryDirectory() + "civitas-storage-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let store = try RocksDBStore(path: path)
+        for index in 0..<3 {
+            var batch = WriteBatch()
+            batch.put([0x61, UInt8(index)], [UInt8(index)])
+            try store.write(batch, durable: false)
+        }
+        try store.sync()
+        store.close()
+        #expect(throws: StorageError.self) { try store.sync() }
+        let reopened = try RocksDBStore(path: path)
+        defer { reopened.close() }
+        #expect(try reopened.scan(prefix: [0x61], limit: 10).map(\.value) == [[0], [1], [2]])
+    }
+
     /// Tree nodes (hashes) are stored uncompressed, the other families compressed: read
     /// back from the options file RocksDB writes for the store it opened.
     @Test func stateNodesAloneAreStoredUncompressed() throws {
