@@ -44,6 +44,7 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
     /// Shared by a store's tables: state nodes and recent blocks stay in memory.
     public static let blockCacheBytes = 256 << 20
     static let walBytesMax: UInt64 = 256 << 20
+    static let memtableBytes = (48 << 20)...(80 << 20)
     public let path: String
 
     public init(path: String) throws(StorageError) {
@@ -56,6 +57,11 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
         // memtables) kept 3 GB of WAL per node with three families.
         rocksdb_options_set_max_total_wal_size(options, Self.walBytesMax)
         rocksdb_options_increase_parallelism(options, 2)
+        // Validators write the same blocks, so with equal memtables they would all flush
+        // at the same height, and a flush slows the node's own writes for a moment: every
+        // node slow at once is the whole network slow. Memtables of sizes drawn at random
+        // from 48–80 MiB spread the flushes, and a quorum forms around the one flushing.
+        rocksdb_options_set_write_buffer_size(options, Int(Self.memtableBytes.randomElement()!))
         // Flushes and compactions are throughput work; the node's own thread, which
         // executes, votes and commits, should not wait behind them for a core. The nodes
         // of a one-machine network fill their memtables in step and flush at once: blocks

@@ -185,8 +185,9 @@ import Testing
         #expect(try reopened.scan(prefix: [0x61], limit: 10).map(\.value) == [[0], [1], [2]])
     }
 
-    /// Tree nodes (hashes) are stored uncompressed, the other families compressed: read
-    /// back from the options file RocksDB writes for the store it opened.
+    /// Tree nodes (hashes) are stored uncompressed, the other families compressed, and the
+    /// memtable size is drawn from its range: read back from the options file RocksDB
+    /// writes for the store it opened.
     @Test func stateNodesAloneAreStoredUncompressed() throws {
         let path = NSTemporaryDirectory() + "civitas-storage-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: path) }
@@ -204,6 +205,9 @@ import Testing
             }
         }
         #expect(compression["state-nodes"] == "kNoCompression")
+        let memtable = text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+            .first { $0.hasPrefix("write_buffer_size=") }.flatMap { Int($0.dropFirst("write_buffer_size=".count)) }
+        #expect(memtable.map(RocksDBStore.memtableBytes.contains) == true, "write_buffer_size \(String(describing: memtable))")
         for name in ["default", "blocks"] {
             let kind = try #require(compression[name])
             #expect(kind != "kNoCompression", "\(name) is \(kind)")
