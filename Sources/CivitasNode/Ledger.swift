@@ -166,7 +166,8 @@ public final class Ledger: Sendable {
 
     private func write(_ batch: WriteBatch, deferSync: Bool) throws(StorageError) {
         try store.write(batch, durable: !deferSync)
-        if deferSync { unsynced.store(true, ordering: .releasing) }
+        // A durable write syncs every earlier one too: nothing is left to sync after it.
+        unsynced.store(deferSync, ordering: .releasing)
     }
 
     /// Adds the block, its certificate, receipts and index entries to `batch` (which
