@@ -42,8 +42,9 @@ public struct CanonicalReader: ~Copyable {
     }
 
     public mutating func u64(_ field: String) throws(CodecError) -> UInt64 {
-        let slice = try take(8, field)
-        return slice.reduce(0) { $0 << 8 | UInt64($1) }
+        guard 8 <= bytes.count - offset else { throw .truncated(field: field) }
+        defer { offset += 8 }
+        return bytes.withUnsafeBytes { UInt64(bigEndian: $0.loadUnaligned(fromByteOffset: offset, as: UInt64.self)) }
     }
 
     public mutating func fixed(_ count: Int, _ field: String) throws(CodecError) -> [UInt8] {

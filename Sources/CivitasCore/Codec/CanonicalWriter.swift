@@ -13,10 +13,7 @@ public struct CanonicalWriter: Sendable {
     @inlinable public mutating func u8(_ value: UInt8) { bytesAppend(value) }
     public mutating func bool(_ value: Bool) { bytes.append(value ? 1 : 0) }
 
-    public mutating func u16(_ value: UInt16) {
-        bytes.append(UInt8(truncatingIfNeeded: value >> 8))
-        bytes.append(UInt8(truncatingIfNeeded: value))
-    }
+    @inlinable public mutating func u16(_ value: UInt16) { bytesAppend(bigEndian: value) }
 
     public mutating func u32(_ value: UInt32) {
         for shift in stride(from: 24, through: 0, by: -8) {
@@ -24,11 +21,8 @@ public struct CanonicalWriter: Sendable {
         }
     }
 
-    public mutating func u64(_ value: UInt64) {
-        for shift in stride(from: 56, through: 0, by: -8) {
-            bytes.append(UInt8(truncatingIfNeeded: value >> UInt64(shift)))
-        }
-    }
+    /// One append of eight bytes, not eight appends: a tree node writes one per child.
+    @inlinable public mutating func u64(_ value: UInt64) { bytesAppend(bigEndian: value) }
 
     /// Bytes whose length both sides know (hashes, fixed-size keys): no prefix.
     public mutating func fixed<C: Collection>(_ value: C) where C.Element == UInt8 {
@@ -58,4 +52,8 @@ public struct CanonicalWriter: Sendable {
     }
 
     @usableFromInline mutating func bytesAppend(_ value: UInt8) { bytes.append(value) }
+
+    @usableFromInline mutating func bytesAppend<T: FixedWidthInteger>(bigEndian value: T) {
+        withUnsafeBytes(of: value.bigEndian) { bytes.append(contentsOf: $0) }
+    }
 }

@@ -72,6 +72,10 @@ public struct Hash: Hashable, Comparable, Sendable, CustomStringConvertible {
         return Int((word(index >> 4) >> UInt64(60 - 4 * (index & 15))) & 0xF)
     }
 
+    /// The first 64 bits, enough to place a digest in a hash table of our own making
+    /// (finding 2^32 digests that share them costs 2^96 hashing).
+    @inlinable public var leadingWord: UInt64 { w0 }
+
     /// The `index`th 64-bit word, most significant first.
     @inlinable @inline(__always) func word(_ index: Int) -> UInt64 {
         switch index {
