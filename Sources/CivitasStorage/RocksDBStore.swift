@@ -45,6 +45,8 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
     public static let blockCacheBytes = 256 << 20
     static let walBytesMax: UInt64 = 256 << 20
     static let memtableBytes = (48 << 20)...(80 << 20)
+    static let level0FilesPerCompaction: Int32 = 8
+    static let level1Bytes: UInt64 = 512 << 20
     public let path: String
 
     public init(path: String) throws(StorageError) {
@@ -75,6 +77,12 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
         // Most reads are point lookups of hashes, many of absent keys (is this
         // transaction already committed?): bloom filters on tables and memtables answer
         // those without reading a block.
+        // The default family takes the keys written at random (values, the transaction
+        // index), and each compaction from level 0 rewrites all of level 1 beside the new
+        // files: gathering eight files rather than four halves how often that happens.
+        // Level 1 is sized to hold what those eight files bring.
+        rocksdb_options_set_level0_file_num_compaction_trigger(options, Self.level0FilesPerCompaction)
+        rocksdb_options_set_max_bytes_for_level_base(options, Self.level1Bytes)
         tableOptions = rocksdb_block_based_options_create()
         blockCache = rocksdb_cache_create_lru(Self.blockCacheBytes)
         rocksdb_block_based_options_set_block_cache(tableOptions, blockCache)

@@ -189,29 +189,44 @@ import Testing
     /// memtable size is drawn from its range: read back from the options file RocksDB
     /// writes for the store it opened.
     @Test func stateNodesAloneAreStoredUncompressed() throws {
+        let families = try Self.familyOptions()
+        #expect(families["state-nodes"]?["compression"] == "kNoCompression")
+        for name in ["default", "blocks"] {
+            let kind = try #require(families[name]?["compression"])
+            #expect(kind != "kNoCompression", "\(name) is \(kind)")
+        }
+        let memtable = families["default"]?["write_buffer_size"].flatMap { Int($0) }
+        #expect(memtable.map(RocksDBStore.memtableBytes.contains) == true, "write_buffer_size \(String(describing: memtable))")
+    }
+
+    /// The default family, where keys arrive at random, compacts level 0 eight files at a
+    /// time into a level 1 sized for them.
+    @Test func randomKeysCompactEightLevel0FilesAtATime() throws {
+        let options = try #require(try Self.familyOptions()["default"])
+        #expect(options["level0_file_num_compaction_trigger"] == "\(RocksDBStore.level0FilesPerCompaction)")
+        #expect(options["level0_file_num_compaction_trigger"] == "8")
+        #expect(options["max_bytes_for_level_base"] == "\(512 << 20)")
+        #expect(options["level0_slowdown_writes_trigger"].flatMap { Int($0) }.map { $0 > 8 } == true)
+    }
+
+    /// Each column family's options as a new store's OPTIONS file records them.
+    private static func familyOptions() throws -> [String: [String: String]] {
         let path = NSTemporaryDirectory() + "civitas-storage-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: path) }
         let store = try RocksDBStore(path: path)
         store.close()
         let files = try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasPrefix("OPTIONS-") }.sorted()
         let text = try String(contentsOfFile: "\(path)/\(try #require(files.last))", encoding: .utf8)
-        var compression: [String: String] = [:]
-        var section = ""
+        var families: [String: [String: String]] = [:]
+        var family: String?
         for line in text.split(separator: "\n").map({ $0.trimmingCharacters(in: .whitespaces) }) {
             if line.hasPrefix("[") {
-                section = line
-            } else if section.hasPrefix("[CFOptions \""), line.hasPrefix("compression=") {
-                compression[String(section.dropFirst(12).dropLast(2))] = String(line.dropFirst("compression=".count))
+                family = line.hasPrefix("[CFOptions \"") ? String(line.dropFirst(12).dropLast(2)) : nil
+            } else if let family, let equals = line.firstIndex(of: "=") {
+                families[family, default: [:]][String(line[..<equals])] = String(line[line.index(after: equals)...])
             }
         }
-        #expect(compression["state-nodes"] == "kNoCompression")
-        let memtable = text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
-            .first { $0.hasPrefix("write_buffer_size=") }.flatMap { Int($0.dropFirst("write_buffer_size=".count)) }
-        #expect(memtable.map(RocksDBStore.memtableBytes.contains) == true, "write_buffer_size \(String(describing: memtable))")
-        for name in ["default", "blocks"] {
-            let kind = try #require(compression[name])
-            #expect(kind != "kNoCompression", "\(name) is \(kind)")
-        }
+        return families
     }
 
     /// RocksDB's flush and compaction threads in the process run at nice 19 once a store
