@@ -117,7 +117,11 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
             swiftSettings: strict),
-        .executableTarget(name: "civitas", dependencies: ["CivitasCommands"], swiftSettings: strict),
+        // jemalloc serves every allocation of the process, the Swift runtime's and RocksDB's:
+        // glibc's allocator slowed as a node's heap grew (docs/benchmarks.md, session 12).
+        .executableTarget(
+            name: "civitas", dependencies: ["CivitasCommands"], swiftSettings: strict,
+            linkerSettings: [.linkedLibrary("jemalloc")]),
         .target(
             name: "CivitasTesting",
             dependencies: [

@@ -3,7 +3,7 @@
 # present. Needs root (or sudo) only when something is missing.
 set -euo pipefail
 
-packages=(librocksdb-dev libssl-dev pkg-config openssl)
+packages=(librocksdb-dev libssl-dev libjemalloc-dev pkg-config openssl)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -63,6 +63,16 @@ import FoundationNetworking
         let network = directory.path + "/net"
         #expect(try support.run(["devnet", "start", "--dir", network, "--base-port", "0"]) == 0)
         defer { _ = try? support.run(["devnet", "stop", "--dir", network]) }
+        // Each node process allocates through jemalloc, which the binary links.
+        for index in 0..<4 {
+            let pid = try String(contentsOfFile: network + "/node\(index)/node.pid", encoding: .utf8)
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            // /proc files report no size, so they are read to their end, not by length.
+            let handle = try #require(FileHandle(forReadingAtPath: "/proc/\(pid)/maps"))
+            let maps = String(decoding: try handle.readToEnd() ?? Data(), as: UTF8.self)
+            try handle.close()
+            #expect(maps.contains("libjemalloc"), "node\(index) does not map libjemalloc")
+        }
 
         let builder = try client(network)
         func signed(_ nonce: UInt64) throws -> Data {
