@@ -200,16 +200,20 @@ public final class StateTree: Sendable {
 
     /// The children of the internal node `ref`, as `load` would give them, decoded in place.
     private func loadChildren(_ ref: StateNodeRef, into children: inout StateNode.Children) throws(StateError) {
-        let (bytes, cached) = try encoded(ref)
-        do { try StateNode.decodeChildren(of: bytes, into: &children) } catch {
-            throw StateError(.corruptNode, "state node \(ref.hash) of version \(ref.version), named internal by its parent: \(error)")
+        func corrupt(_ error: CodecError) -> StateError {
+            StateError(.corruptNode, "state node \(ref.hash) of version \(ref.version), named internal by its parent: \(error)")
         }
-        if !cached { cache?.insert(bytes, ref) }
+        do {
+            if let cache, try cache.decodeChildren(of: ref, into: &children) { return }
+        } catch { throw corrupt(error) }
+        let (bytes, _) = try encoded(ref, cached: false)
+        do { try StateNode.decodeChildren(of: bytes, into: &children) } catch { throw corrupt(error) }
+        cache?.insert(bytes, ref)
     }
 
     /// The stored bytes of node `ref`, and whether the cache gave them.
-    private func encoded(_ ref: StateNodeRef) throws(StateError) -> (bytes: [UInt8], cached: Bool) {
-        if let bytes = cache?.node(ref) { return (bytes, true) }
+    private func encoded(_ ref: StateNodeRef, cached lookInCache: Bool = true) throws(StateError) -> (bytes: [UInt8], cached: Bool) {
+        if lookInCache, let bytes = cache?.node(ref) { return (bytes, true) }
         let bytes: [UInt8]?
         do { bytes = try store.get(Self.nodeKey(ref)) } catch {
             throw StateError(.storage, error.description)

@@ -343,6 +343,51 @@ import Testing
         #expect(StateTree(store: store, hasher: hasher, cache: StateNodeCache()).warm(root: root) { true } == 0)
     }
 
+    /// Refs crowded onto a few home positions of the cache's index (their first words
+    /// differ only in the top byte, their versions take three values), so that probe runs
+    /// are long and every removal moves entries back: the cache must agree with a
+    /// dictionary through inserts, removals and lookups, and, once its budget is small,
+    /// hold only what it says it holds.
+    @Test(arguments: [UInt64(3), 17, 101]) func theIndexAgreesWithADictionaryWhenRefsCollide(seed: UInt64) {
+        func ref(_ i: Int) -> StateNodeRef {
+            var bytes = [UInt8](repeating: 0, count: 32)
+            bytes[0] = UInt8(i % 5)
+            bytes[8] = UInt8(i & 0xFF)
+            bytes[9] = UInt8(i >> 8)
+            return StateNodeRef(version: UInt64(i % 3), hash: Hash(bytes: bytes))
+        }
+        func content(_ i: Int, _ round: Int) -> [UInt8] { [UInt8(i & 0xFF), UInt8(i >> 8), UInt8(round & 0xFF)] }
+        var random = SeededRandom(seed: seed)
+        let refs = 1_500
+        let roomy = StateNodeCache(capacityBytes: 2 * refs * (3 + StateNodeCache.entryOverhead))
+        var model: [StateNodeRef: [UInt8]] = [:]
+        for round in 0..<12_000 {
+            let i = Int(random.next() % UInt64(refs))
+            switch random.next() % 4 {
+            case 0, 1:
+                // A ref already present keeps its bytes (an entry is never stale).
+                roomy.insert(content(i, round), ref(i))
+                if model[ref(i)] == nil { model[ref(i)] = content(i, round) }
+            case 2:
+                roomy.remove(ref(i))
+                model[ref(i)] = nil
+            default:
+                #expect(roomy.node(ref(i)) == model[ref(i)], "seed \(seed), round \(round), ref \(i)")
+            }
+        }
+        #expect(roomy.count == model.count, "seed \(seed)")
+        for i in 0..<refs { #expect(roomy.node(ref(i)) == model[ref(i)], "seed \(seed), ref \(i)") }
+
+        let small = StateNodeCache(capacityBytes: 200 * (3 + StateNodeCache.entryOverhead))
+        for round in 0..<6_000 {
+            let i = Int(random.next() % UInt64(refs))
+            if random.next() % 3 == 0 { small.remove(ref(i)) } else { small.insert(content(i, round), ref(i)) }
+        }
+        let held = (0..<refs).filter { small.node(ref($0)) != nil }
+        #expect(held.count == small.count && small.count <= 200, "seed \(seed): \(held.count) found, \(small.count) counted")
+        for i in held { #expect(small.node(ref(i))?.prefix(2) == content(i, 0).prefix(2)[...], "seed \(seed), ref \(i)") }
+    }
+
     @Test func aFullCacheEvictsWithinItsBudgetAndKeepsWhatIsUsed() {
         let cache = StateNodeCache(capacityBytes: 10 * (100 + StateNodeCache.entryOverhead))
         let hashes = (0..<30).map { StateNodeRef(version: 1, hash: Hash(bytes: [UInt8](repeating: UInt8($0), count: 32))) }
