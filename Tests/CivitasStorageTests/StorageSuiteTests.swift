@@ -191,9 +191,13 @@ import Testing
     @Test func stateNodesAloneAreStoredUncompressed() throws {
         let families = try Self.familyOptions()
         #expect(families["state-nodes"]?["compression"] == "kNoCompression")
+        #expect(families["state-nodes"]?["compression_per_level"] ?? "" == "")
+        // The other families compress below level 1 only.
         for name in ["default", "blocks"] {
-            let kind = try #require(families[name]?["compression"])
-            #expect(kind != "kNoCompression", "\(name) is \(kind)")
+            let levels = try #require(families[name]?["compression_per_level"]).split(separator: ":")
+            #expect(levels.count == 7, "\(name): \(levels)")
+            #expect(levels.prefix(2).allSatisfy { $0 == "kNoCompression" }, "\(name): \(levels)")
+            #expect(levels.dropFirst(2).allSatisfy { $0 == "kSnappyCompression" }, "\(name): \(levels)")
         }
         let memtable = families["default"]?["write_buffer_size"].flatMap { Int($0) }
         #expect(memtable.map(RocksDBStore.memtableBytes.contains) == true, "write_buffer_size \(String(describing: memtable))")
