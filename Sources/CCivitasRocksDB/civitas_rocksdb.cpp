@@ -1,5 +1,10 @@
 #include "civitas_rocksdb.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <string>
+
 #include <rocksdb/env.h>
 #include <rocksdb/options.h>
 #include <rocksdb/slice_transform.h>
@@ -15,4 +20,13 @@ void civitas_rocksdb_lower_background_cpu_priority(void) {
     auto *env = rocksdb::Env::Default();
     env->LowerThreadPoolCPUPriority(rocksdb::Env::Priority::HIGH, rocksdb::CpuPriority::kLow);
     env->LowerThreadPoolCPUPriority(rocksdb::Env::Priority::LOW, rocksdb::CpuPriority::kLow);
+}
+
+int civitas_direct_writes_work(const char *directory) {
+    std::string probe = std::string(directory) + "/.civitas-direct-io-" + std::to_string(getpid());
+    int descriptor = open(probe.c_str(), O_CREAT | O_WRONLY | O_TRUNC | O_DIRECT, 0600);
+    if (descriptor < 0) return 0;
+    close(descriptor);
+    unlink(probe.c_str());
+    return 1;
 }

@@ -185,6 +185,45 @@ import Testing
         #expect(try reopened.scan(prefix: [0x61], limit: 10).map(\.value) == [[0], [1], [2]])
     }
 
+    /// Where the filesystem takes O_DIRECT, flushes write around the page cache: the
+    /// options say so, and what a reopened store flushed from its WAL (RocksDB writes the
+    /// recovered memtable to a table file) reads back whole from every family.
+    @Test func flushesWriteAroundThePageCacheAndReadBack() throws {
+        let path = NSTemporaryDirectory() + "civitas-storage-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let store = try RocksDBStore(path: path)
+        #expect(store.directWrites == RocksDBStore.directWritesWork(at: path))
+        var batch = WriteBatch()
+        let prefixes: [StorePrefix] = [.stateNode, .block, .stateValue]
+        for index in 0..<3_000 {
+            for prefix in prefixes {
+                batch.put(prefix.key([UInt8(index >> 8), UInt8(index & 0xFF)]), [UInt8](repeating: UInt8(index & 0xFF), count: 300))
+            }
+        }
+        try store.write(batch, durable: true)
+        store.close()
+        try RocksDBStore(path: path).close()
+        let tables = try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasSuffix(".sst") }
+        #expect(!tables.isEmpty)
+        let options = try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasPrefix("OPTIONS-") }.sorted()
+        let text = try String(contentsOfFile: "\(path)/\(try #require(options.last))", encoding: .utf8)
+        #expect(text.contains("use_direct_io_for_flush_and_compaction=\(store.directWrites)"))
+        let reopened = try RocksDBStore(path: path)
+        defer { reopened.close() }
+        for prefix in prefixes {
+            let entries = try reopened.scan(prefix: [prefix.rawValue], limit: 5_000)
+            #expect(entries.count == 3_000, "\(prefix)")
+            #expect(entries.allSatisfy { $0.value == [UInt8](repeating: $0.key.last!, count: 300) }, "\(prefix)")
+        }
+    }
+
+    /// The probe finds O_DIRECT on this machine's temporary directory and refuses where no
+    /// file can be created.
+    @Test func theDirectWriteProbeAnswersForTheFilesystem() {
+        #expect(RocksDBStore.directWritesWork(at: NSTemporaryDirectory() + "not-yet-\(UUID().uuidString)"))
+        #expect(!RocksDBStore.directWritesWork(at: "/proc/civitas-\(UUID().uuidString)"))
+    }
+
     /// Tree nodes (hashes) are stored uncompressed, the other families compressed, and the
     /// memtable size is drawn from its range: read back from the options file RocksDB
     /// writes for the store it opened.

@@ -19,6 +19,10 @@ void civitas_rocksdb_options_set_memtable_insert_hint_prefix(void *options, size
 /// otherwise delay the thread that executes, votes and commits blocks.
 void civitas_rocksdb_lower_background_cpu_priority(void);
 
+/// 1 if a file opened with O_DIRECT can be created in `directory` (the probe file is
+/// removed), 0 if not: some filesystems refuse direct I/O (tmpfs did before recent kernels).
+int civitas_direct_writes_work(const char *directory);
+
 #ifdef __cplusplus
 }
 #endif
