@@ -13,13 +13,6 @@ public struct StateNodeRef: Hashable, Sendable {
         self.version = version
         self.hash = hash
     }
-
-    /// The node cache probes its index once per stored level of each written key; the
-    /// hash's first word (a digest's, so spread evenly) with the version places a ref as
-    /// well as all forty bytes, at a fifth of the hashing. Equality still compares all.
-    public func hash(into hasher: inout Hasher) {
-        hasher.combine(hash.leadingWord ^ version)
-    }
 }
 
 /// A node of the sparse Merkle tree as stored under `s` + version + hash.

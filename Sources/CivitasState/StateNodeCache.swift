@@ -31,7 +31,8 @@ public final class StateNodeCache: Sendable {
     /// upper half of the ref's mixed hash. A lookup is one probe of a cache line that
     /// usually settles it without reading a slot, where a `Dictionary` keyed by ref
     /// hashed forty bytes and missed the cache in its buckets, keys and values: at a
-    /// million keys in state, finding cached nodes was a third of the tree's update.
+    /// million keys in state, finding cached nodes was nearly half of the tree's update
+    /// (docs/benchmarks.md, session 12).
     private struct Table {
         var index = [UInt64](repeating: 0, count: 1024)
         var count = 0

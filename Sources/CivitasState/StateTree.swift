@@ -206,20 +206,25 @@ public final class StateTree: Sendable {
         do {
             if let cache, try cache.decodeChildren(of: ref, into: &children) { return }
         } catch { throw corrupt(error) }
-        let (bytes, _) = try encoded(ref, cached: false)
+        let bytes = try storedBytes(ref)
         do { try StateNode.decodeChildren(of: bytes, into: &children) } catch { throw corrupt(error) }
         cache?.insert(bytes, ref)
     }
 
-    /// The stored bytes of node `ref`, and whether the cache gave them.
-    private func encoded(_ ref: StateNodeRef, cached lookInCache: Bool = true) throws(StateError) -> (bytes: [UInt8], cached: Bool) {
-        if lookInCache, let bytes = cache?.node(ref) { return (bytes, true) }
+    /// The bytes of node `ref`, and whether the cache gave them.
+    private func encoded(_ ref: StateNodeRef) throws(StateError) -> (bytes: [UInt8], cached: Bool) {
+        if let bytes = cache?.node(ref) { return (bytes, true) }
+        return (try storedBytes(ref), false)
+    }
+
+    /// The bytes of node `ref` as the store holds them.
+    private func storedBytes(_ ref: StateNodeRef) throws(StateError) -> [UInt8] {
         let bytes: [UInt8]?
         do { bytes = try store.get(Self.nodeKey(ref)) } catch {
             throw StateError(.storage, error.description)
         }
         guard let bytes else { throw StateError(.missingNode, "state node \(ref.hash) of version \(ref.version) is not in the store") }
-        return (bytes, false)
+        return bytes
     }
 
     private func decode(_ bytes: [UInt8], _ ref: StateNodeRef) throws(StateError) -> StateNode {
