@@ -358,35 +358,42 @@ import Testing
     /// store where the same batches were really written.
     @Test(arguments: Backend.allCases)
     func overlayReadsAsIfTheLayersWereWritten(_ backend: Backend) throws {
-        try withStore(backend) { store in
-            var base = WriteBatch()
-            for key in UInt8(0)..<20 { base.put([7, key], [key]) }
-            base.put([8, 0], [0])
-            try store.write(base, durable: false)
-            var first = WriteBatch()
-            first.delete([7, 3])
-            first.put([7, 4], [44])
-            first.put([7, 30], [30])
-            var second = WriteBatch()
-            second.put([7, 3], [33])
-            second.delete([7, 5])
-            second.delete([7, 4])
-            let overlay = OverlayStore(base: store, layers: [first, second])
-            #expect(try overlay.get([7, 3]) == [33])
-            #expect(try overlay.get([7, 4]) == nil)
-            #expect(try overlay.get([7, 6]) == [6])
+        // Under an ordinary prefix and under the tree nodes' (indexed apart, when first read).
+        for top in [UInt8(7), StorePrefix.stateNode.rawValue] {
+            try withStore(backend) { store in
+                var base = WriteBatch()
+                for key in UInt8(0)..<20 { base.put([top, key], [key]) }
+                base.put([8, 0], [0])
+                try store.write(base, durable: false)
+                var first = WriteBatch()
+                first.delete([top, 3])
+                first.put([top, 4], [44])
+                first.put([top, 30], [30])
+                first.put([9, 1], [91])
+                var second = WriteBatch()
+                second.put([top, 3], [33])
+                second.delete([top, 5])
+                second.delete([top, 4])
+                let overlay = OverlayStore(base: store, layers: [first, second])
+                #expect(try overlay.get([top, 3]) == [33])
+                #expect(try overlay.get([top, 4]) == nil)
+                #expect(try overlay.get([top, 6]) == [6])
+                #expect(try overlay.get([9, 1]) == [91])
 
-            let expected = MemoryStore()
-            try expected.write(base, durable: false)
-            try expected.write(first, durable: false)
-            try expected.write(second, durable: false)
-            for (start, limit) in [(nil, 100), (nil, 3), ([7, 4] as [UInt8]?, 4), ([7, 19], 10)] {
-                let seen = try overlay.scan(prefix: [7], start: start, limit: limit).map { [$0.key, $0.value] }
-                let truth = try expected.scan(prefix: [7], start: start, limit: limit).map { [$0.key, $0.value] }
-                #expect(seen == truth, "start \(String(describing: start)), limit \(limit)")
+                let expected = MemoryStore()
+                try expected.write(base, durable: false)
+                try expected.write(first, durable: false)
+                try expected.write(second, durable: false)
+                for (prefix, start, limit) in [
+                    ([top], nil, 100), ([top], nil, 3), ([top], [top, 4] as [UInt8]?, 4), ([top], [top, 19], 10), ([], nil, 100),
+                ] {
+                    let seen = try overlay.scan(prefix: prefix, start: start, limit: limit).map { [$0.key, $0.value] }
+                    let truth = try expected.scan(prefix: prefix, start: start, limit: limit).map { [$0.key, $0.value] }
+                    #expect(seen == truth, "prefix \(prefix), start \(String(describing: start)), limit \(limit)")
+                }
+                // The base is untouched.
+                #expect(try store.get([top, 4]) == [4])
             }
-            // The base is untouched.
-            #expect(try store.get([7, 4]) == [4])
         }
     }
 
