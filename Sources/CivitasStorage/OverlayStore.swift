@@ -34,7 +34,16 @@ public final class OverlayStore: KeyValueStore {
     /// The last operation of the layers on each key that `include` accepts.
     private static func index(_ layers: [WriteBatch], _ include: ([UInt8]) -> Bool) -> [ByteKey: [UInt8]?] {
         var entries: [ByteKey: [UInt8]?] = [:]
-        entries.reserveCapacity(layers.reduce(0) { $0 + $1.operations.count })
+        // Sized for the keys taken, not every operation: most of a block's are tree nodes.
+        var taken = 0
+        for layer in layers {
+            for operation in layer.operations {
+                switch operation {
+                case .put(let key, _), .delete(let key): if include(key) { taken += 1 }
+                }
+            }
+        }
+        entries.reserveCapacity(taken)
         for layer in layers {
             for operation in layer.operations {
                 switch operation {
