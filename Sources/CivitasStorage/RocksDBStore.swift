@@ -76,15 +76,15 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
         // overlaps only the newest nodes there and the files of keys written at random
         // (values, transactions), and the bulk of the tree is not rewritten. Universal
         // compaction rewrote whole sorted runs however little they overlapped (ADR 0011).
-        // Most reads are point lookups of hashes, many of absent keys (is this
-        // transaction already committed?): bloom filters on tables and memtables answer
-        // those without reading a block.
         // The default family takes the keys written at random (values, the transaction
         // index), and each compaction from level 0 rewrites all of level 1 beside the new
         // files: gathering eight files rather than four halves how often that happens.
         // Level 1 is sized to hold what those eight files bring.
         rocksdb_options_set_level0_file_num_compaction_trigger(options, Self.level0FilesPerCompaction)
         rocksdb_options_set_max_bytes_for_level_base(options, Self.level1Bytes)
+        // Most reads are point lookups of hashes, many of absent keys (is this
+        // transaction already committed?): bloom filters on tables and memtables answer
+        // those without reading a block.
         tableOptions = rocksdb_block_based_options_create()
         blockCache = rocksdb_cache_create_lru(Self.blockCacheBytes)
         rocksdb_block_based_options_set_block_cache(tableOptions, blockCache)
