@@ -4,7 +4,7 @@ import Synchronization
 ///
 /// Every transaction reads its sender's organisation and nonce, at admission on every
 /// validator and again at execution; a profile showed those reads at RocksDB as a tenth
-/// of a validator's time. Writes pass through and update the cached entries, so a read
+/// of a validator's time. Writes pass through and update the entries held, so a read
 /// here always returns what the base store holds once `write` has returned.
 ///
 /// Bounded by entries and by bytes: two generations, the older dropped when the younger
@@ -67,9 +67,9 @@ public final class ValueCachingStore: KeyValueStore {
             for operation in batch.operations {
                 switch operation {
                 case .put(let key, let value) where key.first == prefix:
-                    insert(key, value, into: &state)
+                    refresh(key, value, in: &state)
                 case .delete(let key) where key.first == prefix:
-                    insert(key, nil, into: &state)
+                    refresh(key, nil, in: &state)
                 default:
                     break
                 }
@@ -83,6 +83,14 @@ public final class ValueCachingStore: KeyValueStore {
 
     /// Entries held now, in both generations.
     public var count: Int { generations.withLock { $0.young.count + $0.old.count } }
+
+    /// A written key's entry takes the new value if one is held; a key nobody read is not
+    /// added. Blocks write keys that are rarely read again (a `kv` put never reads), and
+    /// with a large state every such write was a new entry: the young generation filled
+    /// every few dozen blocks and dropped the senders' entries with everything else.
+    private func refresh(_ key: [UInt8], _ value: [UInt8]?, in state: inout Generations) {
+        if state.young.index(forKey: key) != nil || state.old.index(forKey: key) != nil { insert(key, value, into: &state) }
+    }
 
     private func insert(_ key: [UInt8], _ value: [UInt8]?, into state: inout Generations) {
         let size = key.count + (value?.count ?? 0)

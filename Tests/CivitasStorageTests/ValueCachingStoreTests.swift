@@ -56,10 +56,31 @@ private func batch(_ operations: [(key: [UInt8], value: [UInt8]?)]) -> WriteBatc
         #expect(try base.get(value("a")) == [2])
         let readsBefore = base.reads.load(ordering: .relaxed)
         #expect(try store.get(value("a")) == [2])
-        #expect(try store.get(value("b")) == [3])
         try store.write(batch([(value("a"), nil)]), durable: false)
         #expect(try store.get(value("a")) == nil)
         #expect(base.reads.load(ordering: .relaxed) == readsBefore)
+        // "b" was written but never read: its first read goes to the base.
+        #expect(try store.get(value("b")) == [3])
+        #expect(try store.get(value("b")) == [3])
+        #expect(base.reads.load(ordering: .relaxed) == readsBefore + 1)
+    }
+
+    /// Keys written and never read take no room, so they cannot push out the ones read
+    /// with every transaction (a sender's nonce) however many a block writes.
+    @Test func writtenKeysNobodyReadAreNotKept() throws {
+        let base = ObservedStore()
+        try base.write(batch([(value("sender"), [1])]), durable: false)
+        let store = ValueCachingStore(base: base, prefix: .stateValue, entriesMax: 4, bytesMax: 1_000, valueBytesMax: 16)
+        #expect(try store.get(value("sender")) == [1])
+        for index in 0..<100 {
+            try store.write(batch([(value("k\(index)"), [UInt8(index)]), (value("sender"), [UInt8(index)])]), durable: false)
+        }
+        #expect(store.count == 1)
+        let readsBefore = base.reads.load(ordering: .relaxed)
+        #expect(try store.get(value("sender")) == [99])
+        #expect(base.reads.load(ordering: .relaxed) == readsBefore)
+        #expect(try store.get(value("k7")) == [7])
+        #expect(base.reads.load(ordering: .relaxed) == readsBefore + 1)
     }
 
     /// A read of the base that a write overtakes must not leave its older value cached.
@@ -76,18 +97,23 @@ private func batch(_ operations: [(key: [UInt8], value: [UInt8]?)]) -> WriteBatc
 
     @Test func memoryIsBounded() throws {
         let base = ObservedStore()
+        for index in 0..<50 { try base.write(batch([(value("k\(index)"), [UInt8(index)])]), durable: false) }
         let store = ValueCachingStore(base: base, prefix: .stateValue, entriesMax: 4, bytesMax: 1_000, valueBytesMax: 16)
-        for index in 0..<50 { try store.write(batch([(value("k\(index)"), [UInt8(index)])]), durable: false) }
+        for index in 0..<50 { #expect(try store.get(value("k\(index)")) == [UInt8(index)]) }
         #expect(store.count <= 8)
         #expect(try store.get(value("k0")) == [0])
 
+        // A value above the limit is not kept, and the smaller one it replaces is forgotten.
+        #expect(try store.get(value("big")) == nil)
         try store.write(batch([(value("big"), [UInt8](repeating: 7, count: 17))]), durable: false)
         let readsBefore = base.reads.load(ordering: .relaxed)
         #expect(try store.get(value("big")) == [UInt8](repeating: 7, count: 17))
-        #expect(base.reads.load(ordering: .relaxed) == readsBefore + 1)
+        #expect(try store.get(value("big")) == [UInt8](repeating: 7, count: 17))
+        #expect(base.reads.load(ordering: .relaxed) == readsBefore + 2)
 
         let byBytes = ValueCachingStore(base: base, prefix: .stateValue, entriesMax: 1_000, bytesMax: 40, valueBytesMax: 16)
-        for index in 0..<20 { try byBytes.write(batch([(value("key\(index)"), [UInt8](repeating: 1, count: 10))]), durable: false) }
+        for index in 0..<20 { try base.write(batch([(value("key\(index)"), [UInt8](repeating: 1, count: 10))]), durable: false) }
+        for index in 0..<20 { _ = try byBytes.get(value("key\(index)")) }
         #expect(byBytes.count <= 4)
     }
 }
