@@ -62,49 +62,78 @@ enum StateNode {
     static let leafTag: UInt8 = 2
 
     /// `children` is inout, though only read: borrowed, the caller's slots were copied
-    /// first (1.3 KB per node an update writes).
+    /// first (1.3 KB per node an update writes). Written through a raw pointer: field by
+    /// field through `CanonicalWriter`, encoding was 1.4% of a 1M-key network's machine
+    /// (docs/benchmarks.md, session 13), for a layout this simple.
     static func encoded(children: inout Children) -> [UInt8] {
         var bitmap: UInt16 = 0
         var size = 3
         for slot in 0..<fanout where children[slot].kind != .empty {
             bitmap |= 1 << UInt16(slot)
-            size += children[slot].kind == .leaf ? 73 : 41
+            size += children[slot].kind == .leaf ? leafChildBytes : internalChildBytes
         }
-        var writer = CanonicalWriter(capacity: size)
-        writer.u8(internalTag)
-        writer.u16(bitmap)
-        for slot in 0..<fanout where children[slot].kind != .empty {
-            let child = children[slot]
-            writer.u8(child.kind.rawValue)
-            writer.hash(child.hash)
-            writer.u64(child.version)
-            if child.kind == .leaf { writer.hash(child.keyHash) }
+        return [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+            let out = UnsafeMutableRawPointer(buffer.baseAddress!)
+            out.storeBytes(of: internalTag, as: UInt8.self)
+            out.storeBytes(of: bitmap.bigEndian, toByteOffset: 1, as: UInt16.self)
+            var offset = 3
+            for slot in 0..<fanout where children[slot].kind != .empty {
+                out.storeBytes(of: children[slot].kind.rawValue, toByteOffset: offset, as: UInt8.self)
+                children[slot].hash.store(to: out + offset + 1)
+                out.storeBytes(of: children[slot].version.bigEndian, toByteOffset: offset + 33, as: UInt64.self)
+                if children[slot].kind == .leaf {
+                    children[slot].keyHash.store(to: out + offset + internalChildBytes)
+                    offset += leafChildBytes
+                } else {
+                    offset += internalChildBytes
+                }
+            }
+            precondition(offset == size)
+            count = size
         }
-        return writer.bytes
     }
+
+    /// kind ‖ hash ‖ version, and a leaf's key hash after them.
+    static let internalChildBytes = 41
+    static let leafChildBytes = 73
 
     /// The children of an encoded internal node, decoded into `children` (all empty on
     /// entry): an update decodes a node per stored level of each written key, and
-    /// building it in the caller's storage spares copying the 1.3 KB of slots.
+    /// building it in the caller's storage spares copying the 1.3 KB of slots. Read
+    /// through a raw pointer for the reason given at `encoded`, with the checks (and
+    /// errors) of `CanonicalReader`.
     static func decodeChildren(of bytes: [UInt8], into children: inout Children) throws(CodecError) {
-        var reader = CanonicalReader(bytes)
-        let tag = try reader.u8("node tag")
-        guard tag == internalTag else { throw .unknownTag(field: "internal node tag", tag: tag) }
-        try decodeChildren(&reader, into: &children)
-        try reader.finish()
-    }
-
-    private static func decodeChildren(_ reader: inout CanonicalReader, into children: inout Children) throws(CodecError) {
-        let bitmap = try reader.u16("node child bitmap")
-        guard bitmap != 0 else { throw .invalid(field: "node child bitmap", reason: "an internal node without children") }
-        for slot in 0..<fanout where bitmap & (1 << UInt16(slot)) != 0 {
-            let tag = try reader.u8("child kind")
-            guard let kind = Kind(rawValue: tag), kind != .empty else { throw .unknownTag(field: "child kind", tag: tag) }
-            let hash = try reader.hash("child hash")
-            let version = try reader.u64("child version")
-            children[slot] = Child(
-                kind: kind, hash: hash, version: version, keyHash: kind == .leaf ? try reader.hash("child key hash") : .zero)
+        let result: Result<Void, CodecError> = bytes.withUnsafeBytes { raw in
+            guard raw.count >= 1 else { return .failure(.truncated(field: "node tag")) }
+            let tag = raw[0]
+            guard tag == internalTag else { return .failure(.unknownTag(field: "internal node tag", tag: tag)) }
+            guard raw.count >= 3 else { return .failure(.truncated(field: "node child bitmap")) }
+            let bitmap = UInt16(bigEndian: raw.loadUnaligned(fromByteOffset: 1, as: UInt16.self))
+            guard bitmap != 0 else { return .failure(.invalid(field: "node child bitmap", reason: "an internal node without children")) }
+            var offset = 3
+            for slot in 0..<fanout where bitmap & (1 << UInt16(slot)) != 0 {
+                guard offset < raw.count else { return .failure(.truncated(field: "child kind")) }
+                guard let kind = Kind(rawValue: raw[offset]), kind != .empty else {
+                    return .failure(.unknownTag(field: "child kind", tag: raw[offset]))
+                }
+                guard offset + 33 <= raw.count else { return .failure(.truncated(field: "child hash")) }
+                guard offset + internalChildBytes <= raw.count else { return .failure(.truncated(field: "child version")) }
+                let hash = Hash(raw: UnsafeRawBufferPointer(rebasing: raw[offset + 1..<offset + 33]))
+                let version = UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: offset + 33, as: UInt64.self))
+                var keyHash = Hash.zero
+                if kind == .leaf {
+                    guard offset + leafChildBytes <= raw.count else { return .failure(.truncated(field: "child key hash")) }
+                    keyHash = Hash(raw: UnsafeRawBufferPointer(rebasing: raw[offset + internalChildBytes..<offset + leafChildBytes]))
+                    offset += leafChildBytes
+                } else {
+                    offset += internalChildBytes
+                }
+                children[slot] = Child(kind: kind, hash: hash, version: version, keyHash: keyHash)
+            }
+            guard offset == raw.count else { return .failure(.trailingBytes(count: raw.count - offset)) }
+            return .success(())
         }
+        try result.get()
     }
 
     static func encodedLeaf(keyHash: Hash, valueHash: Hash, key: [UInt8], value: [UInt8]) -> [UInt8] {
@@ -122,8 +151,9 @@ enum StateNode {
         switch try reader.u8("node tag") {
         case Self.internalTag:
             var children = Children(repeating: .empty)
-            try Self.decodeChildren(&reader, into: &children)
+            try Self.decodeChildren(of: bytes, into: &children)
             self = .internalNode(children: children)
+            return
         case Self.leafTag:
             self = .leaf(
                 keyHash: try reader.hash("leaf key hash"), valueHash: try reader.hash("leaf value hash"),
