@@ -25,6 +25,8 @@ struct NetworkLayout {
     /// Funded member keys of org1: keys/client.json, then keys/client-1.json, … (load
     /// generators sign from many accounts, since each account's nonces are sequential).
     var clients = 1
+    /// Each node's `limits.stateCacheMebibytes`; nil keeps the default.
+    var stateCacheMebibytes: Int? = nil
 
     static func clientKeyPath(_ directory: String, _ index: Int) -> String {
         index == 0 ? "\(directory)/keys/client.json" : "\(directory)/keys/client-\(index).json"
@@ -92,7 +94,8 @@ struct NetworkLayout {
             let peers = (0..<organisations).filter { $0 != index }.map {
                 NodeConfig.Peer(validator: $0, host: "127.0.0.1", port: ports[organisations + $0])
             }
-            let config = NodeConfig(apiPort: ports[index], p2pPort: ports[organisations + index], peers: peers)
+            var config = NodeConfig(apiPort: ports[index], p2pPort: ports[organisations + index], peers: peers)
+            if let stateCacheMebibytes { config.limits.stateCacheMebibytes = stateCacheMebibytes }
             try config.write(home: home)
             // A validator created here has never voted: say so in its safety data, so that
             // it votes from the first round. A node whose data directory is later lost

@@ -3,6 +3,7 @@ import CivitasAPI
 import CivitasClient
 import CivitasCore
 import CivitasCrypto
+import CivitasModules
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -36,6 +37,10 @@ struct LoadBench: AsyncParsableCommand {
     @Option(help: "kv: bytes per value.") var valueBytes = 100
     @Option(help: "kv: distinct keys written and committed before the run (not measured), so the run meets a state of that size.")
     var preload = 0
+    @Option(help: "kv: keys per preload transaction (`kv.putMany` above 1): a large state with a short history.")
+    var preloadBatch = 1
+    @Option(help: "State-tree node cache of each node of a new local network, MiB (`limits.stateCacheMebibytes`).")
+    var stateCacheMib: Int?
     @Option(help: "transfer: recipient accounts (fewer: more contention).") var accounts = 1_000
     @Option(help: "A local network's directory.") var dir: String?
     @Option(help: "Validators of a new local network.") var devnet = 4
@@ -61,6 +66,10 @@ struct LoadBench: AsyncParsableCommand {
         guard (1...100_000_000).contains(records) else { throw ValidationError("--records must be 1 to 100000000") }
         guard (0...16_384).contains(valueBytes) else { throw ValidationError("--value-bytes must be 0 to 16384") }
         guard (0...100_000_000).contains(preload) else { throw ValidationError("--preload must be 0 to 100000000") }
+        guard (1...KVModule.putManyEntriesMax).contains(preloadBatch) else {
+            throw ValidationError("--preload-batch must be 1 to \(KVModule.putManyEntriesMax)")
+        }
+        if let stateCacheMib, !(1...1 << 20).contains(stateCacheMib) { throw ValidationError("--state-cache-mib must be 1 to 1048576") }
         guard (1...10_000_000).contains(accounts) else { throw ValidationError("--accounts must be 1 to 10000000") }
         guard (1...16).contains(devnet) else { throw ValidationError("--devnet must be 1 to 16") }
         guard (1...999).contains(clients) else { throw ValidationError("--clients must be 1 to 999") }
@@ -153,7 +162,7 @@ struct LoadBench: AsyncParsableCommand {
         if let dir {
             let layout = NetworkLayout(
                 directory: dir, chainId: "civitas-bench", hashSuite: hashSuite, schemes: SignatureScheme.allCases, keyScheme: scheme,
-                organisations: devnet, basePort: 0, clients: clients)
+                organisations: devnet, basePort: 0, clients: clients, stateCacheMebibytes: stateCacheMib)
             started = try await DevnetProcess.startAll(dir: dir, timeout: 60, layout: layout, log: { if !json { print($0) } })
             urls = started.map(\.endpoint)
             probes = started.map { NodeProcessProbe(pid: $0.pid, home: $0.home) }
@@ -346,12 +355,14 @@ struct LoadBench: AsyncParsableCommand {
         var nonces = nonces
         var written = 0
         while written < preload {
-            let perWorkerBatches = max(1, min(preload - written, transactionsMax) / (concurrency * batch))
+            let transactionsLeft = (preload - written + preloadBatch - 1) / preloadBatch
+            let perWorkerBatches = max(1, min(transactionsLeft, transactionsMax) / (concurrency * batch))
             let shape = LoadPlan.Shape(
                 workload: .kv, records: preload, distribution: .uniform, valueBytes: valueBytes, accounts: 1, batch: batch,
                 workers: concurrency, batchesPerWorker: perWorkerBatches, expiryHeight: height + 1_000_000,
-                seed: 0x5052_454C_4F41_44 &+ UInt64(written), distinctFrom: written)
-            if !json { print("preload: signing \(perWorkerBatches * concurrency * batch) transactions…") }
+                gasLimit: 100_000 + 10_000 * UInt64(preloadBatch - 1), seed: 0x5052_454C_4F41_44 &+ UInt64(written), distinctFrom: written,
+                keysPerTransaction: preloadBatch)
+            if !json { print("preload: signing \(perWorkerBatches * concurrency * batch) transactions of \(preloadBatch) keys…") }
             let plan = try LoadPlan(shape: shape, keys: signers, nonces: nonces, chainId: chainId, hasher: hasher, endpoints: endpoints)
             let recorder = LoadRecorder(transactions: plan.transactionCount, batch: batch)
             let events = try EventReader(endpoint: endpoints[0], plan: plan, recorder: recorder)
@@ -373,7 +384,7 @@ struct LoadBench: AsyncParsableCommand {
                     "preload: \(committed) of \(plan.transactionCount) transactions committed, \(failed) failed, refused: \(rejected)")
             }
             nonces = plan.nextNonces
-            written += plan.transactionCount
+            written += plan.transactionCount * preloadBatch
         }
         return written
     }

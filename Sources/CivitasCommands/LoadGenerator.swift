@@ -85,6 +85,8 @@ struct LoadPlan {
         /// kv: each transaction writes a key of its own, numbered from here (a preload),
         /// instead of a chosen one.
         var distinctFrom: Int? = nil
+        /// kv with `distinctFrom`: keys per transaction, written with `kv.putMany` above 1.
+        var keysPerTransaction = 1
     }
 
     let shape: Shape
@@ -165,11 +167,18 @@ struct LoadPlan {
     ) -> Call {
         switch shape.workload {
         case .kv:
+            func value() -> [UInt8] {
+                var value = [UInt8](repeating: 0, count: shape.valueBytes)
+                for index in value.indices { value[index] = UInt8(ascii: "a") + UInt8(random.next() % 26) }
+                return value
+            }
+            func key(_ record: Int) -> [UInt8] { Array(String(format: "user%010d", record).utf8) }
+            if let first = shape.distinctFrom, shape.keysPerTransaction > 1 {
+                let records = (first + number * shape.keysPerTransaction)..<(first + (number + 1) * shape.keysPerTransaction)
+                return Call(module: "kv", method: "putMany", arguments: KVModule.putManyArguments(records.map { (key($0), value()) }))
+            }
             let record = shape.distinctFrom.map { $0 + number } ?? zipfian?.record(&random) ?? Int(random.next() % UInt64(shape.records))
-            var value = [UInt8](repeating: 0, count: shape.valueBytes)
-            for index in value.indices { value[index] = UInt8(ascii: "a") + UInt8(random.next() % 26) }
-            let key = Array(String(format: "user%010d", record).utf8)
-            return Call(module: "kv", method: "put", arguments: KVModule.putArguments(key: key, value: value))
+            return Call(module: "kv", method: "put", arguments: KVModule.putArguments(key: key(record), value: value()))
         case .transfer:
             let recipient = accounts[Int(random.next() % UInt64(accounts.count))]
             return Call(module: "token", method: "transfer", arguments: TokenModule.transferArguments(to: recipient, amount: 1))

@@ -108,6 +108,35 @@ import Testing
         #expect(report.committed > 0 && report.failedReceipts == 0)
     }
 
+    /// Many keys per preload transaction (`kv.putMany`), on nodes given the cache size asked for.
+    @Test func aBatchedPreloadWritesItsKeysWithFewerTransactions() throws {
+        let directory = TemporaryDirectory("e2e-bench-preload-batch")
+        defer { directory.remove() }
+        let run = try bench(
+            [
+                "--dir", directory.path + "/net", "--devnet", "1", "--clients", "2", "--preload", "1000", "--preload-batch", "50",
+                "--state-cache-mib", "64", "--concurrency", "2", "--batch", "5", "--duration", "1", "--warmup", "1",
+                "--transactions-max", "2000",
+            ], in: directory.path)
+        #expect(run.status == 0, "\(run.output)")
+        let report = try #require(run.report, "\(run.output)")
+        // 20 transactions of 50 keys: two rounds of 5 for each of the 2 workers.
+        #expect(report.setup.preloaded == 1_000)
+        #expect(report.committed > 0 && report.failedReceipts == 0)
+        let config = try NodeConfig.load(home: NetworkLayout.nodeHome(directory.path + "/net", 0))
+        #expect(config.limits.stateCacheMebibytes == 64)
+    }
+
+    @Test func badPreloadOptionsAreRefused() throws {
+        let directory = TemporaryDirectory("e2e-bench-preload-bad")
+        defer { directory.remove() }
+        for arguments in [["--preload-batch", "0"], ["--preload-batch", "1025"], ["--state-cache-mib", "0"]] {
+            let run = try bench(["--dir", directory.path + "/net"] + arguments, in: directory.path)
+            #expect(run.status != 0, "\(arguments)")
+            #expect(!FileSystem.exists(directory.path + "/net/genesis.json"))
+        }
+    }
+
     @Test func aNodeThatIsNotThereIsAClearError() throws {
         let directory = TemporaryDirectory("e2e-bench-bad")
         defer { directory.remove() }
