@@ -355,16 +355,21 @@ struct LoadBench: AsyncParsableCommand {
         var nonces = nonces
         var written = 0
         while written < preload {
+            // Transactions of many keys go fewer to a request (at most ten times the keys of a
+            // run's request), so what is in flight fits the nodes' mempools.
+            let request = max(1, min(batch, batch * 10 / preloadBatch))
             let transactionsLeft = (preload - written + preloadBatch - 1) / preloadBatch
-            let perWorkerBatches = max(1, min(transactionsLeft, transactionsMax) / (concurrency * batch))
+            let perWorkerBatches = max(1, min(transactionsLeft, transactionsMax) / (concurrency * request))
+            // Gas per key, with room: its write (1,000 + 20 per byte of state key and value)
+            // and its carriage (10 per byte). The block's gas limit bounds the sum of the limits.
             let shape = LoadPlan.Shape(
-                workload: .kv, records: preload, distribution: .uniform, valueBytes: valueBytes, accounts: 1, batch: batch,
+                workload: .kv, records: preload, distribution: .uniform, valueBytes: valueBytes, accounts: 1, batch: request,
                 workers: concurrency, batchesPerWorker: perWorkerBatches, expiryHeight: height + 1_000_000,
-                gasLimit: 100_000 + 10_000 * UInt64(preloadBatch - 1), seed: 0x5052_454C_4F41_44 &+ UInt64(written), distinctFrom: written,
-                keysPerTransaction: preloadBatch)
-            if !json { print("preload: signing \(perWorkerBatches * concurrency * batch) transactions of \(preloadBatch) keys…") }
+                gasLimit: 100_000 + UInt64(preloadBatch - 1) * UInt64(2_000 + 30 * (valueBytes + 64)), seed: 0x5052_454C_4F41_44 &+ UInt64(written),
+                distinctFrom: written, keysPerTransaction: preloadBatch)
+            if !json { print("preload: signing \(perWorkerBatches * concurrency * request) transactions of \(preloadBatch) keys…") }
             let plan = try LoadPlan(shape: shape, keys: signers, nonces: nonces, chainId: chainId, hasher: hasher, endpoints: endpoints)
-            let recorder = LoadRecorder(transactions: plan.transactionCount, batch: batch)
+            let recorder = LoadRecorder(transactions: plan.transactionCount, batch: request)
             let events = try EventReader(endpoint: endpoints[0], plan: plan, recorder: recorder)
             let workers = (0..<concurrency).map { number in
                 LoadWorker(

@@ -120,7 +120,7 @@ import Testing
             ], in: directory.path)
         #expect(run.status == 0, "\(run.output)")
         let report = try #require(run.report, "\(run.output)")
-        // 20 transactions of 50 keys: two rounds of 5 for each of the 2 workers.
+        // 20 transactions of 50 keys, one to a request (ten times the 5 keys of a run's request): ten for each worker.
         #expect(report.setup.preloaded == 1_000)
         #expect(report.committed > 0 && report.failedReceipts == 0)
         let config = try NodeConfig.load(home: NetworkLayout.nodeHome(directory.path + "/net", 0))
