@@ -357,8 +357,10 @@ struct LoadBench: AsyncParsableCommand {
         while written < preload {
             // Transactions of many keys go fewer to a request (at most ten times the keys of a
             // run's request), so what is in flight fits the nodes' mempools.
-            let request = max(1, min(batch, batch * 10 / preloadBatch))
             let transactionsLeft = (preload - written + preloadBatch - 1) / preloadBatch
+            // The last round's requests are smaller, so the preload passes what was asked by
+            // at most a request per worker.
+            let request = max(1, min(batch, batch * 10 / preloadBatch, transactionsLeft / concurrency))
             let perWorkerBatches = max(1, min(transactionsLeft, transactionsMax) / (concurrency * request))
             // Gas per key, with room: its write (1,000 + 20 per byte of state key and value)
             // and its carriage (10 per byte). The block's gas limit bounds the sum of the limits.
