@@ -82,8 +82,10 @@ struct LoadPlan {
         var expiryHeight: UInt64
         var gasLimit: UInt64 = 100_000
         var seed: UInt64 = 1
-        /// kv: each transaction writes a key of its own, numbered from here (a preload),
-        /// instead of a chosen one.
+        /// kv: each transaction writes keys of its own instead of chosen ones (a preload):
+        /// each worker numbers them from here, so a sender that is one worker's only one
+        /// holds `user0…` up to what the preload gave each worker, the keys a run with
+        /// `records` of that count writes over.
         var distinctFrom: Int? = nil
         /// kv with `distinctFrom`: keys per transaction, written with `kv.putMany` above 1.
         var keysPerTransaction = 1
@@ -124,8 +126,7 @@ struct LoadPlan {
                 var body: [UInt8] = []
                 for number in 0..<perWorker {
                     let signer = number % builders.count
-                    let call = Self.call(
-                        shape, number: worker * perWorker + number, random: &random, zipfian: zipfian, accounts: accounts)
+                    let call = Self.call(shape, number: number, random: &random, zipfian: zipfian, accounts: accounts)
                     let (transaction, id) = try builders[signer].0.sign(
                         call: call, nonce: next[signer], expiryHeight: shape.expiryHeight, gasLimit: shape.gasLimit)
                     next[signer] += 1
