@@ -89,6 +89,11 @@ public final class ValueCachingStore: KeyValueStore {
     /// with a large state every such write was a new entry: the young generation filled
     /// every few dozen blocks and dropped the senders' entries with everything else.
     private func refresh(_ key: [UInt8], _ value: [UInt8]?, in state: inout Generations) {
+        // The common case, a sender's nonce read at admission: updated where it lies.
+        if let index = state.young.index(forKey: key), (value?.count ?? 0) <= valueBytesMax {
+            state.young.values[index] = value
+            return
+        }
         if state.young.index(forKey: key) != nil || state.old.index(forKey: key) != nil { insert(key, value, into: &state) }
     }
 
