@@ -147,21 +147,19 @@ enum StateNode {
     }
 
     init(decoding bytes: [UInt8]) throws(CodecError) {
-        var reader = CanonicalReader(bytes)
-        switch try reader.u8("node tag") {
-        case Self.internalTag:
+        if bytes.first == Self.internalTag {
             var children = Children(repeating: .empty)
             try Self.decodeChildren(of: bytes, into: &children)
             self = .internalNode(children: children)
             return
-        case Self.leafTag:
-            self = .leaf(
-                keyHash: try reader.hash("leaf key hash"), valueHash: try reader.hash("leaf value hash"),
-                key: try reader.byteString("leaf key", max: ProtocolLimits.stateKeyBytesMax),
-                value: try reader.byteString("leaf value", max: ProtocolLimits.stateValueBytesMax))
-        case let tag:
-            throw .unknownTag(field: "node tag", tag: tag)
         }
+        var reader = CanonicalReader(bytes)
+        let tag = try reader.u8("node tag")
+        guard tag == Self.leafTag else { throw .unknownTag(field: "node tag", tag: tag) }
+        self = .leaf(
+            keyHash: try reader.hash("leaf key hash"), valueHash: try reader.hash("leaf value hash"),
+            key: try reader.byteString("leaf key", max: ProtocolLimits.stateKeyBytesMax),
+            value: try reader.byteString("leaf value", max: ProtocolLimits.stateValueBytesMax))
         try reader.finish()
     }
 }
