@@ -5,6 +5,10 @@
 /// Both pass the same suite (`StorageSuite` in the tests).
 public protocol KeyValueStore: AnyObject, Sendable {
     func get(_ key: [UInt8]) throws(StorageError) -> [UInt8]?
+    /// The values of `keys`, in their order: as `get` of each, read concurrently where
+    /// the store can (a block's tree update may need thousands of nodes from disk, and
+    /// read one after another each waits out the disk's latency alone).
+    func getMany(_ keys: [[UInt8]]) throws(StorageError) -> [[UInt8]?]
     /// Applies every operation of `batch` or none. With `durable`, returns only once
     /// the batch would survive a power cut (fsync of the write-ahead log).
     func write(_ batch: WriteBatch, durable: Bool) throws(StorageError)
@@ -69,6 +73,16 @@ public struct StorageError: Error, Equatable, Sendable, CustomStringConvertible 
 }
 
 extension KeyValueStore {
+    public func getMany(_ keys: [[UInt8]]) throws(StorageError) -> [[UInt8]?] { try getEach(keys) }
+
+    /// `get` of each key in turn.
+    public func getEach(_ keys: [[UInt8]]) throws(StorageError) -> [[UInt8]?] {
+        var values: [[UInt8]?] = []
+        values.reserveCapacity(keys.count)
+        for key in keys { values.append(try get(key)) }
+        return values
+    }
+
     /// An empty durable batch: what a store whose writes are ordered needs to sync them.
     public func sync() throws(StorageError) { try write(WriteBatch(), durable: true) }
 

@@ -70,6 +70,20 @@ public final class OverlayStore: KeyValueStore {
         return try base.get(key)
     }
 
+    public func getMany(_ keys: [[UInt8]]) throws(StorageError) -> [[UInt8]?] {
+        var values = [[UInt8]?](repeating: nil, count: keys.count)
+        var unlayered: [Int] = []
+        for (position, key) in keys.enumerated() {
+            if let layered = (Self.isNode(key) ? nodes() : entries)[ByteKey(bytes: key)] {
+                values[position] = layered
+            } else {
+                unlayered.append(position)
+            }
+        }
+        for (position, value) in zip(unlayered, try base.getMany(unlayered.map { keys[$0] })) { values[position] = value }
+        return values
+    }
+
     public func write(_ batch: WriteBatch, durable: Bool) throws(StorageError) {
         preconditionFailure("OverlayStore is a read view; commit through the base store")
     }

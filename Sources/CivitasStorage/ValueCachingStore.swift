@@ -57,6 +57,12 @@ public final class ValueCachingStore: KeyValueStore {
         return value
     }
 
+    /// Keys of other prefixes go to the base together; this prefix's go through the cache.
+    public func getMany(_ keys: [[UInt8]]) throws(StorageError) -> [[UInt8]?] {
+        guard keys.contains(where: { $0.first == prefix }) else { return try base.getMany(keys) }
+        return try getEach(keys)
+    }
+
     public func sync() throws(StorageError) { try base.sync() }
 
     public func write(_ batch: WriteBatch, durable: Bool) throws(StorageError) {

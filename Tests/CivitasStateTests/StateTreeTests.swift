@@ -317,6 +317,55 @@ import Testing
         #expect(cache.count == internalNodes)
     }
 
+    /// With nothing cached, an update reads the internal nodes it needs a stored level at
+    /// a time, each level's together, none alone; the root is the one an uncached tree
+    /// computes, and the same update again finds every node in the cache.
+    @Test func aColdUpdateReadsItsNodesALevelAtATime() throws {
+        let hasher = ChainHasher(.sha256)
+        let store = LeafReadCountingStore()
+        let (root, batch) = try StateTree(store: store.base, hasher: hasher)
+            .update(root: .zero, changes: (0..<5_000).map { .init(key: key($0), value: [1]) })
+        try store.base.write(batch, durable: true)
+        let changes = (0..<300).map { StateTree.Change(key: key($0 * 13), value: [2]) }
+        let (expected, _) = try StateTree(store: store.base, hasher: hasher).update(root: root, changes: changes)
+
+        let cache = StateNodeCache()
+        let cold = StateTree(store: store, hasher: hasher, cache: cache)
+        let (updated, written) = try cold.update(root: root, changes: changes)
+        #expect(updated == expected)
+        #expect(store.reads.withLock { $0 } == 0)
+        // One read per stored level holding a node on the keys' paths: 5,000 keys fill
+        // levels 0 to 3, and a few pairs of keys share longer prefixes.
+        let many = store.manyReads.withLock { $0 }
+        #expect((4...8).contains(many.calls), "\(many.calls) reads of many")
+        #expect(many.nodes > 300, "\(many.nodes) nodes read")
+        try store.base.write(written, durable: true)
+        _ = try cold.update(root: updated, changes: changes.map { .init(key: $0.key, value: [4]) })
+        #expect(store.manyReads.withLock { $0 }.nodes == many.nodes)
+        #expect(store.reads.withLock { $0 } == 0)
+    }
+
+    /// A node an update needs that the store lost is a missing-node error, not a crash.
+    @Test func aLostNodeIsAMissingNodeError() throws {
+        let hasher = ChainHasher(.sha256)
+        let store = MemoryStore()
+        let tree = StateTree(store: store, hasher: hasher)
+        let (root, batch) = try tree.update(root: .zero, changes: (0..<500).map { .init(key: key($0), value: [1]) })
+        try store.write(batch, durable: true)
+        guard case .internalNode(let children) = try StateNode(decoding: try #require(try store.get(StateTree.nodeKey(try tree.child(root).ref))))
+        else { Issue.record("the root is not internal"); return }
+        let lost = try #require((0..<StateNode.fanout).map { children[$0] }.first { $0.kind == .internalNode })
+        var deletion = WriteBatch()
+        deletion.delete(StateTree.nodeKey(lost.ref))
+        try store.write(deletion, durable: true)
+        let everyKey = (0..<500).map { StateTree.Change(key: key($0), value: [3]) }
+        #expect {
+            try tree.update(root: root, changes: everyKey)
+        } throws: { error in
+            (error as? StateError)?.code == .missingNode
+        }
+    }
+
     @Test func warmingReadsTheInternalNodesTopDownWithinTheBudget() throws {
         let hasher = ChainHasher(.sha256)
         let store = MemoryStore()
@@ -327,7 +376,7 @@ import Testing
         // The whole tree fits: afterwards an update reads nothing from the store.
         let cache = StateNodeCache()
         let read = StateTree(store: store, hasher: hasher, cache: cache).warm(root: root)
-        #expect(read > 16 && cache.count == read)
+        #expect(read > 16 && cache.count == read, "\(read) \(cache.count)")
         let counting = LeafReadCountingStore()
         try counting.base.write(batch, durable: true)
         let warmed = StateTree(store: counting, hasher: hasher, cache: cache)
@@ -418,6 +467,18 @@ final class LeafReadCountingStore: KeyValueStore, Sendable {
         let value = try base.get(key)
         if key.first == StorePrefix.stateNode.rawValue, value?.first == 2 { leafReads.withLock { $0 += 1 } }
         return value
+    }
+
+    /// Reads of many keys together: how many calls, and how many tree-node keys in them.
+    let manyReads = Mutex((calls: 0, nodes: 0))
+
+    func getMany(_ keys: [[UInt8]]) throws(StorageError) -> [[UInt8]?] {
+        let nodes = keys.count { $0.first == StorePrefix.stateNode.rawValue }
+        manyReads.withLock {
+            $0.calls += 1
+            $0.nodes += nodes
+        }
+        return try base.getMany(keys)
     }
 
     func write(_ batch: WriteBatch, durable: Bool) throws(StorageError) { try base.write(batch, durable: durable) }

@@ -397,6 +397,53 @@ import Testing
         }
     }
 
+    /// `getMany` answers as `get` of each key would, in the keys' order, read in turn
+    /// (few keys) or by the store's readers together (many), across the column families.
+    @Test(arguments: Backend.allCases)
+    func getManyAnswersAsGetOfEachKey(_ backend: Backend) throws {
+        try withStore(backend) { store in
+            var batch = WriteBatch()
+            let prefixes: [UInt8] = [StorePrefix.stateNode.rawValue, StorePrefix.block.rawValue, 7]
+            for prefix in prefixes {
+                for key in 0..<400 where key % 3 != 0 { batch.put([prefix, UInt8(key >> 8), UInt8(key & 0xff)], [prefix, UInt8(key & 0xff)]) }
+            }
+            try store.write(batch, durable: false)
+            for count in [0, 1, 5, 1_200] {
+                let keys = (0..<count).map { index -> [UInt8] in
+                    let key = (index * 7_919) % 400
+                    return [prefixes[index % 3], UInt8(key >> 8), UInt8(key & 0xff)]
+                }
+                let many = try store.getMany(keys)
+                #expect(many == (try keys.map { try store.get($0) }), "\(count) keys")
+                #expect(many.count == count && (count < 3 || many.contains(nil)))
+            }
+        }
+    }
+
+    /// An overlay answers `getMany` from its layers first, then the base for the rest,
+    /// in the keys' order.
+    @Test(arguments: Backend.allCases)
+    func overlayGetManyReadsTheLayersThenTheBase(_ backend: Backend) throws {
+        try withStore(backend) { store in
+            let node = StorePrefix.stateNode.rawValue
+            var base = WriteBatch()
+            for key in UInt8(0)..<40 {
+                base.put([node, key], [key])
+                base.put([7, key], [key])
+            }
+            try store.write(base, durable: false)
+            var layer = WriteBatch()
+            layer.put([node, 3], [33])
+            layer.delete([node, 4])
+            layer.put([7, 5], [55])
+            layer.put([7, 50], [50])
+            let overlay = OverlayStore(base: store, layers: [layer])
+            let keys: [[UInt8]] = (0..<60).map { [$0 % 2 == 0 ? node : 7, UInt8($0)] }
+            #expect(try overlay.getMany(keys) == (try keys.map { try overlay.get($0) }))
+            #expect(try overlay.getMany([[node, 3], [node, 4], [7, 5], [7, 50], [7, 51]]) == [[33], nil, [55], [50], nil])
+        }
+    }
+
     @Test func rocksdbDurableWritesSurviveReopening() throws {
         let path = NSTemporaryDirectory() + "civitas-storage-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: path) }
@@ -426,6 +473,8 @@ import Testing
         #expect(try reopened.get([1]) == [2])
         func isClosed(_ error: any Error) -> Bool { (error as? StorageError)?.code == .closed }
         #expect(performing: { try store.get([1]) }, throws: isClosed)
+        #expect(performing: { try store.getMany([[UInt8]](repeating: [1], count: 2)) }, throws: isClosed)
+        #expect(performing: { try store.getMany([[UInt8]](repeating: [1], count: 100)) }, throws: isClosed)
         #expect(performing: { try store.write(batch, durable: true) }, throws: isClosed)
         #expect(performing: { try store.scan(prefix: [], start: nil, limit: 1) }, throws: isClosed)
         #expect(store.approximateDiskBytes == 0)

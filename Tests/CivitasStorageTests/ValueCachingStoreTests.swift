@@ -15,6 +15,12 @@ private final class ObservedStore: KeyValueStore {
         return value
     }
 
+    let manyReads = Atomic<Int>(0)
+    func getMany(_ keys: [[UInt8]]) throws(StorageError) -> [[UInt8]?] {
+        manyReads.add(1, ordering: .relaxed)
+        return try inner.getMany(keys)
+    }
+
     func write(_ batch: WriteBatch, durable: Bool) throws(StorageError) { try inner.write(batch, durable: durable) }
 
     func scan(prefix: [UInt8], start: [UInt8]?, limit: Int) throws(StorageError) -> [(key: [UInt8], value: [UInt8])] {
@@ -46,6 +52,21 @@ private func batch(_ operations: [(key: [UInt8], value: [UInt8]?)]) -> WriteBatc
         #expect(try store.get(StorePrefix.block.key([1])) == [9])
         #expect(try store.get(StorePrefix.block.key([1])) == [9])
         #expect(base.reads.load(ordering: .relaxed) == 4)
+    }
+
+    /// Other prefixes' keys go to the base's `getMany` together; with this prefix's among
+    /// them each key goes through the cache, which then holds the values read.
+    @Test func getManyPassesOtherPrefixesToTheBaseAndCachesValues() throws {
+        let base = ObservedStore()
+        try base.write(batch([(value("a"), [1]), (StorePrefix.block.key([1]), [9]), (StorePrefix.block.key([2]), [8])]), durable: false)
+        let store = ValueCachingStore(base: base, prefix: .stateValue)
+        #expect(try store.getMany([StorePrefix.block.key([1]), StorePrefix.block.key([3]), StorePrefix.block.key([2])]) == [[9], nil, [8]])
+        #expect(base.manyReads.load(ordering: .relaxed) == 1 && base.reads.load(ordering: .relaxed) == 0)
+        #expect(try store.getMany([value("a"), StorePrefix.block.key([2]), value("b")]) == [[1], [8], nil])
+        #expect(base.manyReads.load(ordering: .relaxed) == 1 && base.reads.load(ordering: .relaxed) == 3)
+        #expect(try store.get(value("a")) == [1])
+        #expect(try store.get(value("b")) == nil)
+        #expect(base.reads.load(ordering: .relaxed) == 3)
     }
 
     @Test func writesPassThroughAndReplaceWhatWasCached() throws {
