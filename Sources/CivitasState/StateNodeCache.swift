@@ -106,6 +106,10 @@ public final class StateNodeCache: Sendable {
 
     public let capacityBytes: Int
     private let table = Mutex(Table())
+    /// Whether the last update through this cache had to read a node from the store (true
+    /// until one has run): while it did not, the next trusts the cache and reads nothing
+    /// ahead (`StateTree.prefetch`), which would walk every path a second time.
+    let lastUpdateMissed = Atomic<Bool>(true)
 
     public static let defaultCapacityBytes = 512 << 20
 
