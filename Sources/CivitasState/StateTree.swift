@@ -160,10 +160,10 @@ public final class StateTree: Sendable {
 
     /// Reads the internal nodes under `root` into the cache, breadth first, until the
     /// next one would not fit in its budget or the tree is read; `stop` is asked before
-    /// each chunk of a level, whose nodes are read together. A restarted node calls it in the background: its blocks then find the
-    /// top of the tree (or all of it) in memory rather than reading a path of nodes from
-    /// disk per written key. Never evicts; stops at the first node it cannot read.
-    /// Returns how many nodes it read from the store.
+    /// each chunk of a level, whose nodes are read together. A restarted node calls it in
+    /// the background: its blocks then find the top of the tree (or all of it) in memory
+    /// rather than reading a path of nodes from disk per written key. Never evicts; stops
+    /// at the first chunk it cannot read. Returns how many nodes it read from the store.
     @discardableResult
     public func warm(root: Hash, stop: () -> Bool = { false }) -> Int {
         guard let cache, let top = try? child(root), top.kind == .internalNode else { return 0 }
