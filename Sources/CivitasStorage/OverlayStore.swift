@@ -73,8 +73,10 @@ public final class OverlayStore: KeyValueStore {
     public func getMany(_ keys: [[UInt8]]) throws(StorageError) -> [[UInt8]?] {
         var values = [[UInt8]?](repeating: nil, count: keys.count)
         var unlayered: [Int] = []
+        // The node index once for all the keys, not under its lock per key.
+        let nodeEntries = keys.contains(where: Self.isNode) ? nodes() : [:]
         for (position, key) in keys.enumerated() {
-            if let layered = (Self.isNode(key) ? nodes() : entries)[ByteKey(bytes: key)] {
+            if let layered = (Self.isNode(key) ? nodeEntries : entries)[ByteKey(bytes: key)] {
                 values[position] = layered
             } else {
                 unlayered.append(position)
