@@ -177,10 +177,13 @@ public final class StateTree: Sendable {
                 if stop() { return read }
                 let chunk = level[chunkStart..<min(chunkStart + Self.warmChunk, level.count)]
                 var uncached: [StateNodeRef] = []
+                func enqueueInternalChildren() {
+                    for slot in 0..<StateNode.fanout where children[slot].kind == .internalNode { next.append(children[slot].ref) }
+                }
                 for ref in chunk {
                     children = StateNode.Children(repeating: .empty)
                     if (try? cache.decodeChildren(of: ref, into: &children)) == true {
-                        for slot in 0..<StateNode.fanout where children[slot].kind == .internalNode { next.append(children[slot].ref) }
+                        enqueueInternalChildren()
                     } else {
                         uncached.append(ref)
                     }
@@ -192,7 +195,7 @@ public final class StateTree: Sendable {
                         cache.insertIfRoom(bytes, ref)
                     else { return read }
                     read += 1
-                    for slot in 0..<StateNode.fanout where children[slot].kind == .internalNode { next.append(children[slot].ref) }
+                    enqueueInternalChildren()
                 }
             }
             // In store-key order (version, then hash), a level's reads walk the files
@@ -263,11 +266,10 @@ public final class StateTree: Sendable {
             var next: [(ref: StateNodeRef, updates: Range<Int>)] = []
             var missing: [(ref: StateNodeRef, updates: Range<Int>)] = []
             func descend(_ range: Range<Int>) {
+                let run = updates[range]
                 var start = range.lowerBound
                 while start < range.upperBound {
-                    let slot = updates[start].keyHash.nibble(depth)
-                    var end = start + 1
-                    while end < range.upperBound, updates[end].keyHash.nibble(depth) == slot { end += 1 }
+                    let (slot, end) = Self.slotRun(run, from: start, depth: depth)
                     if children[slot].kind == .internalNode { next.append((children[slot].ref, start..<end)) }
                     start = end
                 }
@@ -292,6 +294,16 @@ public final class StateTree: Sendable {
             level = next
             depth += 1
         }
+    }
+
+    /// The slot at stored level `depth` of the update at `start` (updates sorted by key
+    /// hash), and the end of the run of updates after it that share that slot.
+    @inline(__always)
+    private static func slotRun(_ updates: ArraySlice<Update>, from start: Int, depth: Int) -> (slot: Int, end: Int) {
+        let slot = updates[start].keyHash.nibble(depth)
+        var end = start + 1
+        while end < updates.endIndex, updates[end].keyHash.nibble(depth) == slot { end += 1 }
+        return (slot, end)
     }
 
     /// The nodes one update read from the store: ahead (`prefetch`) or when `apply` met them.
@@ -450,9 +462,7 @@ public final class StateTree: Sendable {
             try loadChildren(node.ref, into: &children, reads: &reads)
             var start = updates.startIndex
             while start < updates.endIndex {
-                let slot = updates[start].keyHash.nibble(depth)
-                var end = updates.index(after: start)
-                while end < updates.endIndex, updates[end].keyHash.nibble(depth) == slot { end += 1 }
+                let (slot, end) = Self.slotRun(updates, from: start, depth: depth)
                 children[slot] = try apply(children[slot], depth: depth + 1, updates[start..<end], version, &writes, &reads)
                 start = end
             }
@@ -486,9 +496,7 @@ public final class StateTree: Sendable {
         var children = StateNode.Children(repeating: .empty)
         var start = leaves.startIndex
         while start < leaves.endIndex {
-            let slot = leaves[start].keyHash.nibble(depth)
-            var end = leaves.index(after: start)
-            while end < leaves.endIndex, leaves[end].keyHash.nibble(depth) == slot { end += 1 }
+            let (slot, end) = Self.slotRun(leaves, from: start, depth: depth)
             children[slot] = try build(depth: depth + 1, leaves[start..<end], version, &writes)
             start = end
         }
