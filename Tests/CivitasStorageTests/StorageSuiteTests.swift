@@ -88,12 +88,19 @@ import Testing
         }
     }
 
-    /// A store written before the ordered column families existed holds every key in the
-    /// default family: opened, its blocks and tree nodes move to their own.
-    @Test func orderedKeysInTheDefaultFamilyMoveToTheirsOnOpen() throws {
+    /// A store written before the column families existed holds every key in the default
+    /// family: opened, its blocks, tree nodes and state values move to their own, the
+    /// values over several pages of the move.
+    @Test func keysInTheDefaultFamilyMoveToTheirsOnOpen() throws {
         let path = NSTemporaryDirectory() + "civitas-storage-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: path) }
-        let entries: [([UInt8], [UInt8])] = [([0x62, 0, 1], [1]), ([0x63, 0, 1], [2]), ([0x73, 5, 5], [3]), ([0x76, 7], [4]), ([0x6e, 1], [5])]
+        var values: [([UInt8], [UInt8])] = []
+        for index in 0..<25_000 {
+            let key: [UInt8] = [0x76, 8, UInt8(index >> 8), UInt8(index & 0xff)]
+            values.append((key, [UInt8(index % 251)]))
+        }
+        let others: [([UInt8], [UInt8])] = [([0x62, 0, 1], [1]), ([0x63, 0, 1], [2]), ([0x73, 5, 5], [3]), ([0x76, 7], [4]), ([0x6e, 1], [5])]
+        let entries = others + values
         let options = rocksdb_options_create()
         defer { rocksdb_options_destroy(options) }
         rocksdb_options_set_create_if_missing(options, 1)
@@ -118,13 +125,17 @@ import Testing
             let store = try RocksDBStore(path: path)
             for (key, value) in entries { #expect(try store.get(key) == value) }
             #expect(try store.scan(prefix: [0x73], start: nil, limit: 10).map(\.value) == [[3]])
-            #expect(try store.scan(prefix: [], start: nil, limit: 10).map(\.key) == entries.map(\.0).sorted { $0.lexicographicallyPrecedes($1) })
+            #expect(try store.scan(prefix: [0x76, 7], start: nil, limit: 10).map(\.value) == [[4]])
+            let moved = try store.scan(prefix: [0x76, 8], start: nil, limit: 30_000)
+            #expect(moved.map(\.key) == values.map(\.0) && moved.map(\.value) == values.map(\.1))
+            let sorted = entries.map(\.0).sorted { $0.lexicographicallyPrecedes($1) }
+            #expect(try store.scan(prefix: [], start: nil, limit: 10).map(\.key) == Array(sorted.prefix(10)))
             store.close()
         }
     }
 
     /// A family an earlier release made and this one does not use (here `certificates`,
-    /// briefly one of the ordered families) is emptied into the families its keys now
+    /// briefly one of the families) is emptied into the families its keys now
     /// belong to and dropped when the store opens.
     @Test func anUnusedColumnFamilyIsEmptiedAndDropped() throws {
         let path = NSTemporaryDirectory() + "civitas-storage-\(UUID().uuidString)"
@@ -160,7 +171,7 @@ import Testing
         let list = try #require(rocksdb_list_column_families(options, path, &count, &error))
         let names = (0..<count).map { String(cString: list[$0]!) }
         rocksdb_list_column_families_destroy(list, count)
-        #expect(Set(names) == Set(["default"] + RocksDBStore.orderedFamilies.map(\.name)))
+        #expect(Set(names) == Set(["default"] + RocksDBStore.families.map(\.name)))
         let reopened = try RocksDBStore(path: path)
         for (key, value) in entries { #expect(try reopened.get(key) == value) }
         reopened.close()
@@ -224,13 +235,15 @@ import Testing
         #expect(!RocksDBStore.directWritesWork(at: "/proc/civitas-\(UUID().uuidString)"))
     }
 
-    /// Tree nodes (hashes) are stored uncompressed, the other families compressed, and the
-    /// memtable size is drawn from its range: read back from the options file RocksDB
-    /// writes for the store it opened.
-    @Test func stateNodesAloneAreStoredUncompressed() throws {
+    /// Tree nodes (hashes) and state values are stored uncompressed, the other families
+    /// compressed, and the memtable size is drawn from its range: read back from the
+    /// options file RocksDB writes for the store it opened.
+    @Test func stateNodesAndValuesAreStoredUncompressed() throws {
         let families = try Self.familyOptions()
-        #expect(families["state-nodes"]?["compression"] == "kNoCompression")
-        #expect(families["state-nodes"]?["compression_per_level"] ?? "" == "")
+        for name in ["state-nodes", "state-values"] {
+            #expect(families[name]?["compression"] == "kNoCompression", "\(name)")
+            #expect(families[name]?["compression_per_level"] ?? "" == "", "\(name)")
+        }
         // The other families compress below level 1 only.
         for name in ["default", "blocks"] {
             let levels = try #require(families[name]?["compression_per_level"]).split(separator: ":")
