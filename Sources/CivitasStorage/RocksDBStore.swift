@@ -189,8 +189,9 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
     /// Moves the keys under `prefix` in `source` to the family each now belongs to, a page
     /// per durable batch, so an interrupted move resumes where it stopped. Each page is
     /// read from just after the last key moved: from the prefix's start, every page would
-    /// step over the deletions of all the pages before it (a store of 10 million values
-    /// moved a few hundred thousand in a minute, slower with every page).
+    /// step over the deletions of all the pages before it (four stores of 10 million values
+    /// on one machine were still moving after ten minutes; reading on, they were done in
+    /// about a minute and a half).
     private func move(prefix: [UInt8], from source: OpaquePointer) throws(StorageError) {
         var start: [UInt8]? = nil
         while true {
