@@ -32,7 +32,13 @@ struct NodeCommand: AsyncParsableCommand {
             let genesis = try Genesis.load(from: URL(fileURLWithPath: resolve(config.genesis)))
             let validatorKey = try config.validatorKey.map { try KeyFile.load(resolve($0)) }
             try FileSystem.createDirectory(resolve(config.dataDirectory))
-            let store = try RocksDBStore(path: resolve(config.dataDirectory))
+            let store = try RocksDBStore(path: resolve(config.dataDirectory)) { move in
+                if let moved = move.moved {
+                    logger.info("moved \(moved) keys from column family \(move.from) into \(move.into)")
+                } else {
+                    logger.info("moving keys from column family \(move.from) into \(move.into) (a store of an earlier release; minutes on a large state)")
+                }
+            }
             // Runs last, whatever ends the node: RocksDB's threads still running when the
             // process exits would abort it, holding the directory's lock until they do.
             defer { store.close() }

@@ -65,7 +65,11 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
     /// Whether flushes and compactions write around the page cache (O_DIRECT).
     public let directWrites: Bool
 
-    public init(path: String) throws(StorageError) {
+    /// `moving` is told, when the store opens, of each move of keys into the column family
+    /// they now belong to (a store written by an earlier release): when it starts, and when
+    /// it ends with the count moved. Such a move can take minutes on a large state, before
+    /// the caller can do anything else.
+    public init(path: String, moving: ((FamilyMove) -> Void)? = nil) throws(StorageError) {
         self.path = path
         options = rocksdb_options_create()
         rocksdb_options_set_create_if_missing(options, 1)
@@ -177,13 +181,23 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
         asyncWrite = rocksdb_writeoptions_create()
         // Families a release no longer uses are emptied and dropped; a store written
         // before a family existed holds its keys in the default family.
-        for family in retired {
-            try move(prefix: [], from: family)
+        for (family, name) in zip(retired, names[known.count...]) {
+            try move(prefix: [], from: family, into: "the families of its keys", leaving: name, moving)
             rocksdb_drop_column_family(db, family, &error)
             rocksdb_column_family_handle_destroy(family)
             if let message = Self.take(error) { throw StorageError(.writeFailed, "dropping an unused column family: \(message)") }
         }
-        for family in Self.families { try move(prefix: [family.prefix.rawValue], from: defaultFamily) }
+        for family in Self.families {
+            try move(prefix: [family.prefix.rawValue], from: defaultFamily, into: family.name, leaving: "default", moving)
+        }
+    }
+
+    /// A move of keys between column families, as `init` reports it.
+    public struct FamilyMove: Sendable, Equatable {
+        public var from: String
+        public var into: String
+        /// Nil when the move starts; the keys moved when it ends.
+        public var moved: Int?
     }
 
     /// Moves the keys under `prefix` in `source` to the family each now belongs to, a page
@@ -192,11 +206,20 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
     /// step over the deletions of all the pages before it (four stores of 10 million values
     /// on one machine were still moving after ten minutes; reading on, they were done in
     /// about a minute and a half).
-    private func move(prefix: [UInt8], from source: OpaquePointer) throws(StorageError) {
+    private func move(
+        prefix: [UInt8], from source: OpaquePointer, into target: String, leaving sourceName: String,
+        _ report: ((FamilyMove) -> Void)?
+    ) throws(StorageError) {
         var start: [UInt8]? = nil
+        var moved = 0
         while true {
             let page = try scan(prefix: prefix, start: start, limit: 10_000, family: source, db)
-            guard let last = page.last else { return }
+            guard let last = page.last else {
+                if moved > 0 { report?(FamilyMove(from: sourceName, into: target, moved: moved)) }
+                return
+            }
+            if moved == 0 { report?(FamilyMove(from: sourceName, into: target, moved: nil)) }
+            moved += page.count
             var batch = WriteBatch()
             for entry in page { batch.put(entry.key, entry.value) }
             try write(batch, durable: true, removingFrom: source, db)

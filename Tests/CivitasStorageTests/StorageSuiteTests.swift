@@ -121,8 +121,16 @@ import Testing
         rocksdb_writeoptions_destroy(write)
         rocksdb_close(raw)
         #expect(error == nil)
-        for _ in 0..<2 {
-            let store = try RocksDBStore(path: path)
+        for round in 0..<2 {
+            var moves: [RocksDBStore.FamilyMove] = []
+            let store = try RocksDBStore(path: path) { moves.append($0) }
+            // The first open moves each family's keys, reporting the start and the count;
+            // the second finds nothing to move.
+            let expected: [(String, Int)] = [("blocks", 1), ("state-nodes", 1), ("state-values", 25_001)]
+            let reported = expected.flatMap { name, count in
+                [RocksDBStore.FamilyMove(from: "default", into: name, moved: nil), .init(from: "default", into: name, moved: count)]
+            }
+            #expect(moves == (round == 0 ? reported : []))
             for (key, value) in entries { #expect(try store.get(key) == value) }
             #expect(try store.scan(prefix: [0x73], start: nil, limit: 10).map(\.value) == [[3]])
             #expect(try store.scan(prefix: [0x76, 7], start: nil, limit: 10).map(\.value) == [[4]])
@@ -163,7 +171,9 @@ import Testing
         rocksdb_column_family_handle_destroy(family)
         rocksdb_close(raw)
         #expect(error == nil)
-        let store = try RocksDBStore(path: path)
+        var moves: [RocksDBStore.FamilyMove] = []
+        let store = try RocksDBStore(path: path) { moves.append($0) }
+        #expect(moves.map(\.from) == ["certificates", "certificates"] && moves.map(\.moved) == [nil, 3])
         for (key, value) in entries { #expect(try store.get(key) == value) }
         #expect(try store.scan(prefix: [0x63], start: nil, limit: 10).count == 2)
         store.close()
