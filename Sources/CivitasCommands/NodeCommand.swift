@@ -33,10 +33,11 @@ struct NodeCommand: AsyncParsableCommand {
             let validatorKey = try config.validatorKey.map { try KeyFile.load(resolve($0)) }
             try FileSystem.createDirectory(resolve(config.dataDirectory))
             let store = try RocksDBStore(path: resolve(config.dataDirectory)) { move in
+                let into = move.into ?? "the families of their prefixes"
                 if let moved = move.moved {
-                    logger.info("moved \(moved) keys from column family \(move.from) into \(move.into)")
+                    logger.info("moved \(moved) keys from column family \(move.from) into \(into)")
                 } else {
-                    logger.info("moving keys from column family \(move.from) into \(move.into) (a store of an earlier release; minutes on a large state)")
+                    logger.info("moving keys from column family \(move.from) into \(into) (a store of an earlier release; minutes on a large state)")
                 }
             }
             // Runs last, whatever ends the node: RocksDB's threads still running when the

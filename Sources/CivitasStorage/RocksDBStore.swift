@@ -91,13 +91,12 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
         civitas_rocksdb_lower_background_cpu_priority()
         // Leveled compaction (the default). Tree nodes are keyed by the version that wrote
         // them, so each block's nodes sort after all older ones: a compaction into a level
-        // overlaps only the newest nodes there and the files of keys written at random
-        // (values, transactions), and the bulk of the tree is not rewritten. Universal
-        // compaction rewrote whole sorted runs however little they overlapped (ADR 0011).
-        // The default family takes the keys written at random (values, the transaction
-        // index), and each compaction from level 0 rewrites all of level 1 beside the new
-        // files: gathering eight files rather than four halves how often that happens.
-        // Level 1 is sized to hold what those eight files bring.
+        // overlaps only the newest nodes there, and the bulk of the tree is not rewritten.
+        // Universal compaction rewrote whole sorted runs however little they overlapped
+        // (ADR 0011). The families of keys written at random (values; the transaction
+        // index, in the default one) rewrite all of level 1 at each compaction from level
+        // 0, beside the new files: gathering eight files rather than four halves how often
+        // that happens. Level 1 is sized to hold what those eight files bring.
         rocksdb_options_set_level0_file_num_compaction_trigger(options, Self.level0FilesPerCompaction)
         rocksdb_options_set_max_bytes_for_level_base(options, Self.level1Bytes)
         // Most reads are point lookups of hashes, many of absent keys (is this
@@ -182,7 +181,7 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
         // Families a release no longer uses are emptied and dropped; a store written
         // before a family existed holds its keys in the default family.
         for (family, name) in zip(retired, names[known.count...]) {
-            try move(prefix: [], from: family, into: "the families of its keys", leaving: name, moving)
+            try move(prefix: [], from: family, into: nil, leaving: name, moving)
             rocksdb_drop_column_family(db, family, &error)
             rocksdb_column_family_handle_destroy(family)
             if let message = Self.take(error) { throw StorageError(.writeFailed, "dropping an unused column family: \(message)") }
@@ -195,7 +194,9 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
     /// A move of keys between column families, as `init` reports it.
     public struct FamilyMove: Sendable, Equatable {
         public var from: String
-        public var into: String
+        /// Nil when each key goes to the family of its prefix (a family no longer used is
+        /// emptied).
+        public var into: String?
         /// Nil when the move starts; the keys moved when it ends.
         public var moved: Int?
     }
@@ -207,7 +208,7 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
     /// on one machine were still moving after ten minutes; reading on, they were done in
     /// about a minute and a half).
     private func move(
-        prefix: [UInt8], from source: OpaquePointer, into target: String, leaving sourceName: String,
+        prefix: [UInt8], from source: OpaquePointer, into target: String?, leaving sourceName: String,
         _ report: ((FamilyMove) -> Void)?
     ) throws(StorageError) {
         var start: [UInt8]? = nil
