@@ -32,6 +32,13 @@ enum StateNode {
     /// the allocator's per-thread cache) cost more than the update itself.
     typealias Children = InlineArray<16, Child>
 
+    /// The hashes of the binary subtrees inside a full node, above its children: the two
+    /// halves, the four quarters, then the eight pairs, each level left to right (subtree
+    /// `i` of a heap numbering the node 1 and its children 16 to 31 is at `i - 2`). In a
+    /// full node each of them joins two non-empty subtrees, so each is an internal node's
+    /// hash. Held only in memory, by the node cache (`StateNodeCache`).
+    typealias InnerHashes = InlineArray<14, Hash>
+
     case internalNode(children: Children)
     case leaf(keyHash: Hash, valueHash: Hash, key: [UInt8], value: [UInt8])
 
@@ -103,37 +110,39 @@ enum StateNode {
     /// through a raw pointer for the reason given at `encoded`, with the checks (and
     /// errors) of `CanonicalReader`.
     static func decodeChildren(of bytes: [UInt8], into children: inout Children) throws(CodecError) {
-        let result: Result<Void, CodecError> = bytes.withUnsafeBytes { raw in
-            guard raw.count >= 1 else { return .failure(.truncated(field: "node tag")) }
-            let tag = raw[0]
-            guard tag == internalTag else { return .failure(.unknownTag(field: "internal node tag", tag: tag)) }
-            guard raw.count >= 3 else { return .failure(.truncated(field: "node child bitmap")) }
-            let bitmap = UInt16(bigEndian: raw.loadUnaligned(fromByteOffset: 1, as: UInt16.self))
-            guard bitmap != 0 else { return .failure(.invalid(field: "node child bitmap", reason: "an internal node without children")) }
-            var offset = 3
-            for slot in 0..<fanout where bitmap & (1 << UInt16(slot)) != 0 {
-                guard offset < raw.count else { return .failure(.truncated(field: "child kind")) }
-                guard let kind = Kind(rawValue: raw[offset]), kind != .empty else {
-                    return .failure(.unknownTag(field: "child kind", tag: raw[offset]))
-                }
-                guard offset + 33 <= raw.count else { return .failure(.truncated(field: "child hash")) }
-                guard offset + internalChildBytes <= raw.count else { return .failure(.truncated(field: "child version")) }
-                let hash = Hash(raw: UnsafeRawBufferPointer(rebasing: raw[offset + 1..<offset + 33]))
-                let version = UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: offset + 33, as: UInt64.self))
-                var keyHash = Hash.zero
-                if kind == .leaf {
-                    guard offset + leafChildBytes <= raw.count else { return .failure(.truncated(field: "child key hash")) }
-                    keyHash = Hash(raw: UnsafeRawBufferPointer(rebasing: raw[offset + internalChildBytes..<offset + leafChildBytes]))
-                    offset += leafChildBytes
-                } else {
-                    offset += internalChildBytes
-                }
-                children[slot] = Child(kind: kind, hash: hash, version: version, keyHash: keyHash)
-            }
-            guard offset == raw.count else { return .failure(.trailingBytes(count: raw.count - offset)) }
-            return .success(())
-        }
+        // `withUnsafeBytes` rethrows untyped errors: the codec's come back as a result.
+        let result = bytes.withUnsafeBytes { raw in Result { () throws(CodecError) in try decodeChildren(of: raw, into: &children) } }
         try result.get()
+    }
+
+    static func decodeChildren(of raw: UnsafeRawBufferPointer, into children: inout Children) throws(CodecError) {
+        guard raw.count >= 1 else { throw .truncated(field: "node tag") }
+        let tag = raw[0]
+        guard tag == internalTag else { throw .unknownTag(field: "internal node tag", tag: tag) }
+        guard raw.count >= 3 else { throw .truncated(field: "node child bitmap") }
+        let bitmap = UInt16(bigEndian: raw.loadUnaligned(fromByteOffset: 1, as: UInt16.self))
+        guard bitmap != 0 else { throw .invalid(field: "node child bitmap", reason: "an internal node without children") }
+        var offset = 3
+        for slot in 0..<fanout where bitmap & (1 << UInt16(slot)) != 0 {
+            guard offset < raw.count else { throw .truncated(field: "child kind") }
+            guard let kind = Kind(rawValue: raw[offset]), kind != .empty else {
+                throw .unknownTag(field: "child kind", tag: raw[offset])
+            }
+            guard offset + 33 <= raw.count else { throw .truncated(field: "child hash") }
+            guard offset + internalChildBytes <= raw.count else { throw .truncated(field: "child version") }
+            let hash = Hash(raw: UnsafeRawBufferPointer(rebasing: raw[offset + 1..<offset + 33]))
+            let version = UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: offset + 33, as: UInt64.self))
+            var keyHash = Hash.zero
+            if kind == .leaf {
+                guard offset + leafChildBytes <= raw.count else { throw .truncated(field: "child key hash") }
+                keyHash = Hash(raw: UnsafeRawBufferPointer(rebasing: raw[offset + internalChildBytes..<offset + leafChildBytes]))
+                offset += leafChildBytes
+            } else {
+                offset += internalChildBytes
+            }
+            children[slot] = Child(kind: kind, hash: hash, version: version, keyHash: keyHash)
+        }
+        guard offset == raw.count else { throw .trailingBytes(count: raw.count - offset) }
     }
 
     static func encodedLeaf(keyHash: Hash, valueHash: Hash, key: [UInt8], value: [UInt8]) -> [UInt8] {

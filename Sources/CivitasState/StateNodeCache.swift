@@ -14,29 +14,85 @@ import Synchronization
 /// tree: with a budget above its internal nodes (about 1 GB at 10 million keys; see
 /// docs/benchmarks.md) a block reads no tree node from disk. Beyond the budget, entries
 /// leave in CLOCK order: one not used since the hand last passed goes first.
+///
+/// A full node (sixteen children) may carry the hashes of its three inner binary levels
+/// (`StateNode.InnerHashes`): an update that changes one of its children then hashes the
+/// four subtrees on that child's path, not the fifteen of the node. They are kept in
+/// memory only, never stored.
 public final class StateNodeCache: Sendable {
-    /// What an entry is counted beyond its bytes, an estimate of its index entries (8
-    /// bytes at a load of a quarter to a half), its slot record and its array's header.
-    /// Not measured: the allocator's rounding comes on top.
+    /// What an entry is counted beyond its bytes: its header (56 bytes), its index word
+    /// at a load of a quarter to a half, its slot, and the allocator's rounding (an
+    /// estimate, not measured).
     static let entryOverhead = 96
+    static let innerBytes = 14 * Hash.byteCount
 
-    private struct Slot {
-        var ref: StateNodeRef
-        var bytes: [UInt8]?
-        var used: Bool
+    /// One allocation per node: its ref, its bookkeeping, its bytes and, for a full node
+    /// that has them, its inner hashes. A lookup reads the index and then this one place,
+    /// and takes no reference count: with the bytes in an `Array` of their own behind a
+    /// slot record, finding a cached node at 10 million keys missed the processor's cache
+    /// three times in a row and retaining the array (an atomic write to a line not yet
+    /// read) stalled behind the last miss, 12.6 µs of the machine per transaction
+    /// (docs/benchmarks.md, session 16).
+    ///
+    /// Layout: ref (40 bytes) ‖ byte count (u32) ‖ slot (u32) ‖ used (u8) ‖ has inner (u8)
+    /// ‖ padding to 56 ‖ node bytes ‖ padding to 8 ‖ inner hashes (448 bytes, if any).
+    private struct Entry {
+        let base: UnsafeMutableRawPointer
+
+        static let headerBytes = 56
+        /// The index word keeps the address in its low 48 bits (user-space addresses on
+        /// the platforms we run on) and a tag of the ref's hash in the high 16.
+        static let addressMask: UInt64 = (1 << 48) - 1
+
+        init(base: UnsafeMutableRawPointer) { self.base = base }
+
+        init(word: UInt64) { base = UnsafeMutableRawPointer(bitPattern: UInt(word & Self.addressMask))! }
+
+        static func allocate(_ bytes: [UInt8], _ ref: StateNodeRef, inner: StateNode.InnerHashes?) -> Entry {
+            let innerAt = innerOffset(bytes.count)
+            let size = inner == nil ? headerBytes + bytes.count : innerAt + StateNodeCache.innerBytes
+            let entry = Entry(base: .allocate(byteCount: size, alignment: 16))
+            entry.base.storeBytes(of: ref, as: StateNodeRef.self)
+            entry.base.storeBytes(of: UInt32(bytes.count), toByteOffset: 40, as: UInt32.self)
+            entry.base.storeBytes(of: 0, toByteOffset: 44, as: UInt32.self)
+            entry.base.storeBytes(of: 0, toByteOffset: 48, as: UInt8.self)
+            entry.base.storeBytes(of: inner == nil ? 0 : 1, toByteOffset: 49, as: UInt8.self)
+            bytes.withUnsafeBytes { (entry.base + headerBytes).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            if let inner { entry.base.storeBytes(of: inner, toByteOffset: innerAt, as: StateNode.InnerHashes.self) }
+            return entry
+        }
+
+        static func innerOffset(_ count: Int) -> Int { headerBytes + (count + 7) & ~7 }
+
+        var word: UInt64 { UInt64(UInt(bitPattern: base)) }
+        var ref: StateNodeRef { base.load(as: StateNodeRef.self) }
+        var count: Int { Int(base.load(fromByteOffset: 40, as: UInt32.self)) }
+        var slot: Int {
+            get { Int(base.load(fromByteOffset: 44, as: UInt32.self)) }
+            nonmutating set { base.storeBytes(of: UInt32(newValue), toByteOffset: 44, as: UInt32.self) }
+        }
+        var used: Bool {
+            get { base.load(fromByteOffset: 48, as: UInt8.self) != 0 }
+            nonmutating set { base.storeBytes(of: newValue ? 1 : 0, toByteOffset: 48, as: UInt8.self) }
+        }
+        var hasInner: Bool { base.load(fromByteOffset: 49, as: UInt8.self) != 0 }
+        var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base + Self.headerBytes, count: count) }
+        var inner: StateNode.InnerHashes {
+            base.load(fromByteOffset: Self.innerOffset(count), as: StateNode.InnerHashes.self)
+        }
+        var cost: Int { count + StateNodeCache.entryOverhead + (hasInner ? StateNodeCache.innerBytes : 0) }
     }
 
-    /// The slots, and an index of them by ref of our own: open addressing with linear
-    /// probing over one array of words, each the slot number + 1 (0 for none) below the
-    /// upper half of the ref's mixed hash. A lookup is one probe of a cache line that
-    /// usually settles it without reading a slot, where a `Dictionary` keyed by ref
-    /// hashed forty bytes and missed the cache in its buckets, keys and values: at a
-    /// million keys in state, finding cached nodes was nearly half of the tree's update
-    /// (docs/benchmarks.md, session 12).
+    /// The index of entries by ref, of our own: open addressing with linear probing over
+    /// one array of words (address and tag, 0 for none). A lookup is one probe of a cache
+    /// line that usually settles it without reading an entry, where a `Dictionary` keyed
+    /// by ref hashed forty bytes and missed the cache in its buckets, keys and values: at
+    /// a million keys in state, finding cached nodes was nearly half of the tree's update
+    /// (docs/benchmarks.md, session 12). `slots` holds the entries in CLOCK order.
     private struct Table {
         var index = [UInt64](repeating: 0, count: 1024)
         var count = 0
-        var slots: [Slot] = []
+        var slots: [UInt64] = []
         var free: [Int32] = []
         var hand = 0
         var bytes = 0
@@ -46,34 +102,34 @@ public final class StateNodeCache: Sendable {
             ref.hash.leadingWord ^ (ref.version &* 0x9E37_79B9_7F4A_7C15)
         }
 
-        @inline(__always) static func slot(_ entry: UInt64) -> Int { Int(UInt32(truncatingIfNeeded: entry)) - 1 }
-
-        /// Where `ref`'s entry is in `index`, if present.
-        func position(of ref: StateNodeRef) -> Int? {
+        /// Where `ref`'s entry is in `index`, and the entry, if present.
+        func find(_ ref: StateNodeRef) -> (position: Int, entry: Entry)? {
             let hash = Self.mixed(ref)
             let mask = index.count - 1
-            let tag = hash >> 32
+            let tag = hash >> 48
             var position = Int(truncatingIfNeeded: hash) & mask
             while true {
-                let entry = index[position]
-                if entry == 0 { return nil }
-                if entry >> 32 == tag, slots[Self.slot(entry)].ref == ref { return position }
+                let word = index[position]
+                if word == 0 { return nil }
+                if word >> 48 == tag {
+                    let entry = Entry(word: word)
+                    if entry.ref == ref { return (position, entry) }
+                }
                 position = (position + 1) & mask
             }
         }
 
-        /// Room in the index for one more entry, made before the slot is filled (growing
-        /// relinks every filled slot).
+        /// Room in the index for one more entry, made before it is linked.
         mutating func reserveOne() {
             if (count + 1) * 2 > index.count { grow() }
         }
 
-        mutating func link(_ slot: Int, _ ref: StateNodeRef) {
-            let hash = Self.mixed(ref)
+        mutating func link(_ entry: Entry) {
+            let hash = Self.mixed(entry.ref)
             let mask = index.count - 1
             var position = Int(truncatingIfNeeded: hash) & mask
             while index[position] != 0 { position = (position + 1) & mask }
-            index[position] = (hash >> 32) << 32 | UInt64(slot + 1)
+            index[position] = (hash >> 48) << 48 | entry.word
             count += 1
         }
 
@@ -85,11 +141,11 @@ public final class StateNodeCache: Sendable {
             var next = position
             while true {
                 next = (next + 1) & mask
-                let entry = index[next]
-                if entry == 0 { break }
-                let home = Int(truncatingIfNeeded: Self.mixed(slots[Self.slot(entry)].ref)) & mask
+                let word = index[next]
+                if word == 0 { break }
+                let home = Int(truncatingIfNeeded: Self.mixed(Entry(word: word).ref)) & mask
                 if (next - home) & mask >= (next - hole) & mask {
-                    index[hole] = entry
+                    index[hole] = word
                     hole = next
                 }
             }
@@ -100,7 +156,16 @@ public final class StateNodeCache: Sendable {
         private mutating func grow() {
             index = [UInt64](repeating: 0, count: index.count * 2)
             count = 0
-            for slot in slots.indices where slots[slot].bytes != nil { link(slot, slots[slot].ref) }
+            for word in slots where word != 0 { link(Entry(word: word)) }
+        }
+
+        /// Unlinks and frees the entry at index `position`.
+        mutating func drop(at position: Int, _ entry: Entry) {
+            unlink(at: position)
+            slots[entry.slot] = 0
+            free.append(Int32(entry.slot))
+            bytes -= entry.cost
+            entry.base.deallocate()
         }
     }
 
@@ -118,61 +183,90 @@ public final class StateNodeCache: Sendable {
         self.capacityBytes = capacityBytes
     }
 
+    deinit {
+        table.withLock { table in
+            for word in table.slots where word != 0 { Entry(word: word).base.deallocate() }
+        }
+    }
+
     func node(_ ref: StateNodeRef) -> [UInt8]? {
         table.withLock { table in
-            guard let position = table.position(of: ref) else { return nil }
-            let slot = Table.slot(table.index[position])
-            table.slots[slot].used = true
-            return table.slots[slot].bytes
+            guard let (_, entry) = table.find(ref) else { return nil }
+            entry.used = true
+            return Array(entry.bytes)
         }
     }
 
     /// Decodes the children of the cached internal node `ref` into `children` where the
-    /// bytes lie, without taking a reference to them; false if it is not cached.
+    /// bytes lie; false if it is not cached.
     func decodeChildren(of ref: StateNodeRef, into children: inout StateNode.Children) throws(CodecError) -> Bool {
         try table.withLock { (table) throws(CodecError) -> Bool in
-            guard let position = table.position(of: ref) else { return false }
-            let slot = Table.slot(table.index[position])
-            table.slots[slot].used = true
-            try StateNode.decodeChildren(of: table.slots[slot].bytes!, into: &children)
+            guard let (_, entry) = table.find(ref) else { return false }
+            entry.used = true
+            try StateNode.decodeChildren(of: entry.bytes, into: &children)
             return true
         }
     }
 
-    func insert(_ bytes: [UInt8], _ ref: StateNodeRef) {
-        insert(bytes, ref, evicting: true)
+    /// As `decodeChildren(of:into:)`, and the node's inner hashes into `inner` when the
+    /// cache has them (`hasInner`).
+    func decodeChildren(of ref: StateNodeRef, into children: inout StateNode.Children, inner: inout StateNode.InnerHashes, hasInner: inout Bool)
+        throws(CodecError) -> Bool
+    {
+        try table.withLock { (table) throws(CodecError) -> Bool in
+            guard let (_, entry) = table.find(ref) else { return false }
+            entry.used = true
+            try StateNode.decodeChildren(of: entry.bytes, into: &children)
+            hasInner = entry.hasInner
+            if hasInner { inner = entry.inner }
+            return true
+        }
+    }
+
+    /// Whether the cached node `ref` carries its inner hashes (false if not cached).
+    func hasInner(_ ref: StateNodeRef) -> Bool {
+        table.withLock { $0.find(ref)?.entry.hasInner ?? false }
+    }
+
+    func insert(_ bytes: [UInt8], _ ref: StateNodeRef, inner: StateNode.InnerHashes? = nil) {
+        insert(bytes, ref, inner: inner, evicting: true)
     }
 
     /// Adds the node only if it fits without evicting anything; false when it does not.
     /// Warming uses it, so that it never pushes out what blocks are using meanwhile.
     func insertIfRoom(_ bytes: [UInt8], _ ref: StateNodeRef) -> Bool {
-        insert(bytes, ref, evicting: false)
+        insert(bytes, ref, inner: nil, evicting: false)
     }
 
     @discardableResult
-    private func insert(_ bytes: [UInt8], _ ref: StateNodeRef, evicting: Bool) -> Bool {
-        let cost = bytes.count + Self.entryOverhead
-        guard cost <= capacityBytes else { return false }
+    private func insert(_ bytes: [UInt8], _ ref: StateNodeRef, inner: StateNode.InnerHashes?, evicting: Bool) -> Bool {
+        let cost = bytes.count + Self.entryOverhead + (inner == nil ? 0 : Self.innerBytes)
+        guard cost <= capacityBytes, bytes.count <= Int(UInt32.max) else { return false }
         return table.withLock { table in
-            if let position = table.position(of: ref) {
-                table.slots[Table.slot(table.index[position])].used = true
+            if let (_, entry) = table.find(ref) {
+                entry.used = true
                 return true
             }
             if evicting {
                 while table.bytes + cost > capacityBytes, Self.evictOne(&table) {}
             }
             guard table.bytes + cost <= capacityBytes else { return false }
-            table.reserveOne()
-            let entry = Slot(ref: ref, bytes: bytes, used: false)
-            let slot: Int
-            if let reused = table.free.popLast() {
-                slot = Int(reused)
-                table.slots[slot] = entry
-            } else {
-                slot = table.slots.count
-                table.slots.append(entry)
+            let entry = Entry.allocate(bytes, ref, inner: inner)
+            // An address beyond the index word's 48 bits is not cached (not met on the
+            // platforms we run on, but not assumed).
+            guard entry.word & ~Entry.addressMask == 0 else {
+                entry.base.deallocate()
+                return false
             }
-            table.link(slot, ref)
+            table.reserveOne()
+            if let reused = table.free.popLast() {
+                entry.slot = Int(reused)
+                table.slots[Int(reused)] = entry.word
+            } else {
+                entry.slot = table.slots.count
+                table.slots.append(entry.word)
+            }
+            table.link(entry)
             table.bytes += cost
             return true
         }
@@ -182,23 +276,14 @@ public final class StateNodeCache: Sendable {
     /// which only an older root or an abandoned fork would read again.
     func remove(_ ref: StateNodeRef) {
         table.withLock { table in
-            guard let position = table.position(of: ref) else { return }
-            let slot = Table.slot(table.index[position])
-            table.unlink(at: position)
-            Self.clear(slot, &table)
+            guard let (position, entry) = table.find(ref) else { return }
+            table.drop(at: position, entry)
         }
     }
 
     public var count: Int { table.withLock { $0.count } }
     /// Bytes held, counting each entry's overhead.
     public var bytes: Int { table.withLock { $0.bytes } }
-
-    private static func clear(_ slot: Int, _ table: inout Table) {
-        table.bytes -= (table.slots[slot].bytes?.count ?? 0) + entryOverhead
-        table.slots[slot].bytes = nil
-        table.slots[slot].used = false
-        table.free.append(Int32(slot))
-    }
 
     /// Advances the hand to the first entry not used since it last passed, clearing the
     /// marks on the way, and evicts it. False when nothing is left to evict.
@@ -207,15 +292,16 @@ public final class StateNodeCache: Sendable {
         // Two turns at most: the first clears every mark it passes.
         for _ in 0..<(2 * table.slots.count) {
             if table.hand >= table.slots.count { table.hand = 0 }
-            let slot = table.hand
+            let word = table.slots[table.hand]
             table.hand += 1
-            guard table.slots[slot].bytes != nil else { continue }
-            if table.slots[slot].used {
-                table.slots[slot].used = false
+            guard word != 0 else { continue }
+            let entry = Entry(word: word)
+            if entry.used {
+                entry.used = false
                 continue
             }
-            if let position = table.position(of: table.slots[slot].ref) { table.unlink(at: position) }
-            clear(slot, &table)
+            guard let (position, _) = table.find(entry.ref) else { continue }
+            table.drop(at: position, entry)
             return true
         }
         return false

@@ -96,14 +96,15 @@ public final class StateTree: Sendable {
                 var low = 0
                 var width = StateNode.fanout
                 var reached = StateNode.Child.empty
+                var inner = StateNode.InnerHashes(repeating: .zero)
                 while width > 1 {
                     width /= 2
                     let goRight = keyHash.bit(depth)
                     let other = goRight ? low : low + width
                     if goRight { low += width }
-                    siblings.append(fold(&children, other, width).hash)
+                    siblings.append(fold(&children, other, width, &inner, reuse: 0).hash)
                     depth += 1
-                    reached = fold(&children, low, width)
+                    reached = fold(&children, low, width, &inner, reuse: 0)
                     // A lone leaf or an empty subtree ends the path here, as in the binary tree.
                     if reached.kind != .internalNode { break }
                 }
@@ -217,10 +218,14 @@ public final class StateTree: Sendable {
         return node
     }
 
-    /// The children of the internal node `ref`, as `load` would give them, decoded in place.
-    private func loadChildren(_ ref: StateNodeRef, into children: inout StateNode.Children, reads: inout NodeReads) throws(StateError) {
+    /// The children of the internal node `ref`, as `load` would give them, decoded in
+    /// place, and its inner hashes if the cache has them (then true).
+    private func loadChildren(
+        _ ref: StateNodeRef, into children: inout StateNode.Children, inner: inout StateNode.InnerHashes, reads: inout NodeReads
+    ) throws(StateError) -> Bool {
+        var hasInner = false
         do {
-            if let cache, try cache.decodeChildren(of: ref, into: &children) { return }
+            if let cache, try cache.decodeChildren(of: ref, into: &children, inner: &inner, hasInner: &hasInner) { return hasInner }
         } catch { throw Self.corruptInternal(ref, error) }
         let bytes: [UInt8]
         if let read = reads.fetched[ref] {
@@ -231,6 +236,7 @@ public final class StateTree: Sendable {
         }
         do { try StateNode.decodeChildren(of: bytes, into: &children) } catch { throw Self.corruptInternal(ref, error) }
         cache?.insert(bytes, ref)
+        return false
     }
 
     private static func corruptInternal(_ ref: StateNodeRef, _ error: CodecError) -> StateError {
@@ -459,18 +465,21 @@ public final class StateTree: Sendable {
             return try build(depth: depth, merged[...], version, &writes)
         case .internalNode:
             var children = StateNode.Children(repeating: .empty)
-            try loadChildren(node.ref, into: &children, reads: &reads)
+            var inner = StateNode.InnerHashes(repeating: .zero)
+            let hasInner = try loadChildren(node.ref, into: &children, inner: &inner, reads: &reads)
+            var touched: UInt16 = 0
             var start = updates.startIndex
             while start < updates.endIndex {
                 let (slot, end) = Self.slotRun(updates, from: start, depth: depth)
                 children[slot] = try apply(children[slot], depth: depth + 1, updates[start..<end], version, &writes, &reads)
+                touched |= 1 << UInt16(slot)
                 start = end
             }
-            let subtree = fold(&children, 0, StateNode.fanout)
+            let subtree = fold(&children, 0, StateNode.fanout, &inner, reuse: hasInner ? ~touched : 0)
             // Writes that leave the subtree as it was keep the stored node.
             guard subtree.hash != node.hash else { return node }
             cache?.remove(node.ref)
-            return stored(subtree, &children, version, &writes)
+            return stored(subtree, &children, &inner, version, &writes)
         }
     }
 
@@ -500,32 +509,51 @@ public final class StateTree: Sendable {
             children[slot] = try build(depth: depth + 1, leaves[start..<end], version, &writes)
             start = end
         }
-        let folded = fold(&children, 0, StateNode.fanout)
-        return stored(folded, &children, version, &writes)
+        var inner = StateNode.InnerHashes(repeating: .zero)
+        let folded = fold(&children, 0, StateNode.fanout, &inner, reuse: 0)
+        return stored(folded, &children, &inner, version, &writes)
     }
 
-    /// The subtree `folded` from `children`: stored as a node of `version` when it is
-    /// internal; an empty subtree or a lone leaf (lifted to keep the form canonical)
-    /// needs no node. `children` is inout only so that it is passed in place: borrowed,
-    /// the 1.3 KB of slots were copied on every call.
+    /// The subtree `folded` from `children` (and `inner`, as `fold` left them): stored as
+    /// a node of `version` when it is internal; an empty subtree or a lone leaf (lifted to
+    /// keep the form canonical) needs no node. `children` and `inner` are inout only so
+    /// that they are passed in place: borrowed, the 1.3 KB of slots were copied on every call.
     private func stored(
-        _ folded: StateNode.Child, _ children: inout StateNode.Children, _ version: UInt64, _ writes: inout WriteBatch
+        _ folded: StateNode.Child, _ children: inout StateNode.Children, _ inner: inout StateNode.InnerHashes, _ version: UInt64,
+        _ writes: inout WriteBatch
     ) -> StateNode.Child {
         var subtree = folded
         guard subtree.kind == .internalNode else { return subtree }
         subtree.version = version
         let bytes = StateNode.encoded(children: &children)
         writes.put(Self.nodeKey(subtree.ref), bytes)
-        cache?.insert(bytes, subtree.ref)
+        if let cache {
+            var full = true
+            for slot in 0..<StateNode.fanout where children[slot].kind == .empty { full = false }
+            cache.insert(bytes, subtree.ref, inner: full ? inner : nil)
+        }
         return subtree
     }
 
     /// The binary subtree over `children[low ..< low + width]` (width a power of two).
-    /// `children` is inout, though only read, for the reason given at `stored`.
-    private func fold(_ children: inout StateNode.Children, _ low: Int, _ width: Int) -> StateNode.Child {
+    ///
+    /// A subtree inside the node whose slots are all in `reuse` is taken from `inner`,
+    /// which must then hold the inner hashes of a full node with those children; every
+    /// subtree hashed is written to `inner`, so that after a whole node's fold `inner`
+    /// holds its inner hashes if it is full. `children` is inout, though only read, for
+    /// the reason given at `stored`.
+    private func fold(
+        _ children: inout StateNode.Children, _ low: Int, _ width: Int, _ inner: inout StateNode.InnerHashes, reuse: UInt16
+    ) -> StateNode.Child {
         if width == 1 { return children[low] }
+        // The subtree's number in a heap numbering the node 1 (see `StateNode.InnerHashes`).
+        let heap = StateNode.fanout / width + low / width
+        let slots = UInt16(truncatingIfNeeded: (1 << width) - 1) << UInt16(low)
+        if heap > 1, reuse & slots == slots { return StateNode.Child(kind: .internalNode, hash: inner[heap - 2]) }
         let half = width / 2
-        return join(fold(&children, low, half), fold(&children, low + half, half))
+        let joined = join(fold(&children, low, half, &inner, reuse: reuse), fold(&children, low + half, half, &inner, reuse: reuse))
+        if heap > 1 { inner[heap - 2] = joined.hash }
+        return joined
     }
 
     /// A binary internal node over two children, lifting a lone leaf.

@@ -452,6 +452,56 @@ import Testing
         for i in held { #expect(small.node(ref(i))?.prefix(2) == content(i, 0).prefix(2)[...], "seed \(seed), ref \(i)") }
     }
 
+    /// A full node keeps the hashes of its inner levels in the cache, and an update that
+    /// changes a few of its children reuses the others' (`StateNode.InnerHashes`): the
+    /// roots and proofs must be those of an uncached tree through updates, a deletion that
+    /// empties a slot of the full root (no inner hashes then), and the insertion that
+    /// fills it again.
+    @Test(arguments: [UInt64(5), 23]) func fullNodesReuseTheirInnerHashesAndAgreeWithAnUncachedTree(seed: UInt64) throws {
+        let hasher = ChainHasher(.sha256)
+        // Two keys for each slot of the root, so that the root is full.
+        var bySlot = [[[UInt8]]](repeating: [], count: StateNode.fanout)
+        var candidate = 0
+        while bySlot.contains(where: { $0.count < 2 }) {
+            let slot = hasher.hash(.stateKey, key(candidate)).nibble(0)
+            if bySlot[slot].count < 2 { bySlot[slot].append(key(candidate)) }
+            candidate += 1
+        }
+        let store = MemoryStore()
+        let plain = StateTree(store: store, hasher: hasher)
+        let cache = StateNodeCache()
+        let cached = StateTree(store: store, hasher: hasher, cache: cache)
+        var root = Hash.zero
+        func apply(_ changes: [StateTree.Change]) throws {
+            let (expected, batch) = try plain.update(root: root, changes: changes)
+            let (actual, _) = try cached.update(root: root, changes: changes)
+            #expect(actual == expected, "seed \(seed)")
+            try store.write(batch, durable: true)
+            root = expected
+        }
+        func rootHasInner() throws -> Bool { cache.hasInner(try cached.child(root).ref) }
+
+        try apply(bySlot.joined().map { .init(key: $0, value: [1]) })
+        #expect(try rootHasInner())
+        try apply([.init(key: bySlot[3][0], value: [2])])
+        #expect(try rootHasInner())
+        try apply(bySlot[5].map { .init(key: $0, value: nil) })
+        #expect(try !rootHasInner())
+        try apply([.init(key: bySlot[5][1], value: [3])])
+        #expect(try rootHasInner())
+
+        var random = SeededRandom(seed: seed)
+        let keys = Array(bySlot.joined()) + (candidate..<candidate + 200).map(key)
+        for round in 0..<60 {
+            let changes = (0..<(1 + Int(random.next() % 3))).map { _ in
+                let key = keys[Int(random.next() % UInt64(keys.count))]
+                return StateTree.Change(key: key, value: random.next() % 4 == 0 ? nil : [UInt8(round)])
+            }
+            try apply(changes)
+        }
+        for key in keys.prefix(40) { #expect(try cached.prove(key, root: root) == (try plain.prove(key, root: root))) }
+    }
+
     @Test func aFullCacheEvictsWithinItsBudgetAndKeepsWhatIsUsed() {
         let cache = StateNodeCache(capacityBytes: 10 * (100 + StateNodeCache.entryOverhead))
         let hashes = (0..<30).map { StateNodeRef(version: 1, hash: Hash(bytes: [UInt8](repeating: UInt8($0), count: 32))) }
