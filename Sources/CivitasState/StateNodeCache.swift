@@ -96,9 +96,6 @@ public final class StateNodeCache: Sendable {
         var free: [Int32] = []
         var hand = 0
         var bytes = 0
-        /// Where the loads that only bring entries into the processor's cache leave their
-        /// sum, so that the compiler keeps them.
-        var sink: UInt64 = 0
 
         /// The digest's first word is already uniform; the version is spread by a multiply.
         @inline(__always) static func mixed(_ ref: StateNodeRef) -> UInt64 {
@@ -174,6 +171,10 @@ public final class StateNodeCache: Sendable {
 
     public let capacityBytes: Int
     private let table = Mutex(Table())
+    /// Whether the last update through this cache had to read a node from the store (true
+    /// until one has run): while it did not, the next trusts the cache and reads nothing
+    /// ahead (`StateTree.prefetch`), which would walk every path a second time.
+    let lastUpdateMissed = Atomic<Bool>(true)
 
     public static let defaultCapacityBytes = 512 << 20
 
@@ -207,51 +208,18 @@ public final class StateNodeCache: Sendable {
         }
     }
 
-    /// Calls `body` with the bytes (and inner hashes, if any) of each cached node among
-    /// `refs`, by its place in `refs`, in order; returns the places of those not cached.
-    ///
-    /// The lookups overlap: the index words of all the refs are read first, then the
-    /// entries they name, then the rest of each entry's bytes, each pass of independent
-    /// loads that the processor issues together, and only then are the entries matched
-    /// and decoded. At 10 million keys nearly every node an update looks up misses the
-    /// processor's caches; one at a time, each waited out its misses in turn.
-    func decodeChildren(
-        of refs: [StateNodeRef], _ body: (Int, UnsafeRawBufferPointer, StateNode.InnerHashes?) throws(CodecError) -> Void
-    ) throws(CodecError) -> [Int] {
-        try table.withLock { (table) throws(CodecError) -> [Int] in
-            let mask = table.index.count - 1
-            var homes: [Int] = []
-            homes.reserveCapacity(refs.count)
-            var touched: UInt64 = 0
-            for ref in refs {
-                let home = Int(truncatingIfNeeded: Table.mixed(ref)) & mask
-                homes.append(home)
-                touched &+= table.index[home]
-            }
-            // The entry at a ref's home position is usually its own.
-            for home in homes where table.index[home] != 0 {
-                touched &+= Entry(word: table.index[home]).base.load(as: UInt64.self)
-            }
-            for home in homes where table.index[home] != 0 {
-                let entry = Entry(word: table.index[home])
-                let end = Entry.headerBytes + entry.count
-                var offset = 64
-                while offset < end {
-                    touched &+= entry.base.load(fromByteOffset: offset, as: UInt8.self) == 0 ? 1 : 0
-                    offset += 64
-                }
-            }
-            table.sink = touched
-            var missing: [Int] = []
-            for index in refs.indices {
-                guard let (_, entry) = table.find(refs[index]) else {
-                    missing.append(index)
-                    continue
-                }
-                entry.used = true
-                try body(index, entry.bytes, entry.hasInner ? entry.inner : nil)
-            }
-            return missing
+    /// As `decodeChildren(of:into:)`, and the node's inner hashes into `inner` when the
+    /// cache has them (`hasInner`).
+    func decodeChildren(of ref: StateNodeRef, into children: inout StateNode.Children, inner: inout StateNode.InnerHashes, hasInner: inout Bool)
+        throws(CodecError) -> Bool
+    {
+        try table.withLock { (table) throws(CodecError) -> Bool in
+            guard let (_, entry) = table.find(ref) else { return false }
+            entry.used = true
+            try StateNode.decodeChildren(of: entry.bytes, into: &children)
+            hasInner = entry.hasInner
+            if hasInner { inner = entry.inner }
+            return true
         }
     }
 

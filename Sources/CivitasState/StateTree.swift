@@ -218,6 +218,27 @@ public final class StateTree: Sendable {
         return node
     }
 
+    /// The children of the internal node `ref`, as `load` would give them, decoded in
+    /// place, and its inner hashes if the cache has them (then true).
+    private func loadChildren(
+        _ ref: StateNodeRef, into children: inout StateNode.Children, inner: inout StateNode.InnerHashes, reads: inout NodeReads
+    ) throws(StateError) -> Bool {
+        var hasInner = false
+        do {
+            if let cache, try cache.decodeChildren(of: ref, into: &children, inner: &inner, hasInner: &hasInner) { return hasInner }
+        } catch { throw Self.corruptInternal(ref, error) }
+        let bytes: [UInt8]
+        if let read = reads.fetched[ref] {
+            bytes = read
+        } else {
+            bytes = try storedBytes(ref)
+            reads.fromStore += 1
+        }
+        do { try StateNode.decodeChildren(of: bytes, into: &children) } catch { throw Self.corruptInternal(ref, error) }
+        cache?.insert(bytes, ref)
+        return false
+    }
+
     private static func corruptInternal(_ ref: StateNodeRef, _ error: CodecError) -> StateError {
         StateError(.corruptNode, "state node \(ref.hash) of version \(ref.version), named internal by its parent: \(error)")
     }
@@ -235,6 +256,52 @@ public final class StateTree: Sendable {
         return nodes
     }
 
+    /// The internal nodes `apply` will load for `updates` that the cache does not hold,
+    /// read a level at a time, each level's together: applied depth first, one read after
+    /// another, a state larger than the cache (or a node just restarted, its cache cold)
+    /// waited out the disk's latency for each, and blocks of 10 million keys took seconds.
+    /// Cached nodes are decoded here and again by `apply`, which doubled the cost of finding
+    /// them (18 µs of the machine per transaction at 10 million keys): an update after one
+    /// that found every node cached does not read ahead.
+    private func prefetch(_ root: StateNode.Child, _ updates: [Update], into reads: inout NodeReads) throws(StateError) {
+        guard root.kind == .internalNode else { return }
+        var level: [(ref: StateNodeRef, updates: Range<Int>)] = [(root.ref, updates.indices)]
+        var depth = 0
+        var children = StateNode.Children(repeating: .empty)
+        while !level.isEmpty {
+            var next: [(ref: StateNodeRef, updates: Range<Int>)] = []
+            var missing: [(ref: StateNodeRef, updates: Range<Int>)] = []
+            func descend(_ range: Range<Int>) {
+                let run = updates[range]
+                var start = range.lowerBound
+                while start < range.upperBound {
+                    let (slot, end) = Self.slotRun(run, from: start, depth: depth)
+                    if children[slot].kind == .internalNode { next.append((children[slot].ref, start..<end)) }
+                    start = end
+                }
+            }
+            for entry in level {
+                children = StateNode.Children(repeating: .empty)
+                let cached: Bool
+                do { cached = try cache?.decodeChildren(of: entry.ref, into: &children) ?? false } catch {
+                    throw Self.corruptInternal(entry.ref, error)
+                }
+                if cached { descend(entry.updates) } else { missing.append(entry) }
+            }
+            if !missing.isEmpty {
+                for (entry, bytes) in zip(missing, try storedBytes(missing.map(\.ref))) {
+                    children = StateNode.Children(repeating: .empty)
+                    do { try StateNode.decodeChildren(of: bytes, into: &children) } catch { throw Self.corruptInternal(entry.ref, error) }
+                    reads.fetched[entry.ref] = bytes
+                    reads.fromStore += 1
+                    descend(entry.updates)
+                }
+            }
+            level = next
+            depth += 1
+        }
+    }
+
     /// The slot at stored level `depth` of the update at `start` (updates sorted by key
     /// hash), and the end of the run of updates after it that share that slot.
     @inline(__always)
@@ -243,6 +310,12 @@ public final class StateTree: Sendable {
         var end = start + 1
         while end < updates.endIndex, updates[end].keyHash.nibble(depth) == slot { end += 1 }
         return (slot, end)
+    }
+
+    /// The nodes one update read from the store: ahead (`prefetch`) or when `apply` met them.
+    private struct NodeReads {
+        var fetched: [StateNodeRef: [UInt8]] = [:]
+        var fromStore = 0
     }
 
     /// The bytes of node `ref`, and whether the cache gave them.
@@ -332,7 +405,10 @@ public final class StateTree: Sendable {
         var writes = WriteBatch()
         let version = versions.next()
         let oldRoot = try child(root)
-        let newRoot = try apply(oldRoot, updates, version, &writes)
+        var reads = NodeReads()
+        if cache?.lastUpdateMissed.load(ordering: .relaxed) ?? true { try prefetch(oldRoot, updates, into: &reads) }
+        let newRoot = try apply(oldRoot, depth: 0, updates[...], version, &writes, &reads)
+        cache?.lastUpdateMissed.store(reads.fromStore > 0, ordering: .relaxed)
         if newRoot.kind != .empty, newRoot != oldRoot {
             var entry = CanonicalWriter(capacity: 9)
             entry.u8(newRoot.kind.rawValue)
@@ -370,122 +446,15 @@ public final class StateTree: Sendable {
         return StateNode.Child(kind: kind, hash: root, version: version)
     }
 
-    /// An internal node an update rewrites, with its children as the update leaves them.
-    private struct Visit {
-        var node: StateNode.Child
-        /// The updates under it, a range of the update's sorted `updates`.
-        var updates: Range<Int>
-        /// Its parent's place in the level above (and its slot there); -1 for the root.
-        var parent: Int
-        var slot: Int
-        /// Where its inner hashes are in the update's list of them, if the cache had them.
-        var inner: Int = -1
-        /// The slots its updates reach.
-        var touched: UInt16 = 0
-        var children = StateNode.Children(repeating: .empty)
-    }
-
-    /// Applies `updates` (sorted by key hash) under `root` a stored level at a time: the
-    /// internal nodes on the updates' paths are found level by level, each level's
-    /// together (`visit`), then folded bottom up, each into its parent. Depth first, a
-    /// state whose nodes are cached but far larger than the processor's caches found each
-    /// node only after the one above it, a few misses of main memory in a row per node
-    /// (docs/benchmarks.md, session 16); a level's lookups overlap. New nodes are
-    /// written under `version`.
-    private func apply(_ root: StateNode.Child, _ updates: [Update], _ version: UInt64, _ writes: inout WriteBatch)
-        throws(StateError) -> StateNode.Child
-    {
-        guard root.kind == .internalNode else { return try replace(root, depth: 0, updates[...], version, &writes) }
-        var levels = [[Visit(node: root, updates: updates.indices, parent: -1, slot: 0)]]
-        var inners: [StateNode.InnerHashes] = []
-        while true {
-            let depth = levels.count - 1
-            try visit(&levels[depth], &inners)
-            var next: [Visit] = []
-            for index in levels[depth].indices {
-                let range = levels[depth][index].updates
-                var start = range.lowerBound
-                while start < range.upperBound {
-                    let (slot, end) = Self.slotRun(updates[range], from: start, depth: depth)
-                    levels[depth][index].touched |= 1 << UInt16(slot)
-                    let child = levels[depth][index].children[slot]
-                    if child.kind == .internalNode {
-                        next.append(Visit(node: child, updates: start..<end, parent: index, slot: slot))
-                    } else {
-                        levels[depth][index].children[slot] = try replace(child, depth: depth + 1, updates[start..<end], version, &writes)
-                    }
-                    start = end
-                }
-            }
-            if next.isEmpty { break }
-            levels.append(next)
-        }
-        var scratch = StateNode.InnerHashes(repeating: .zero)
-        for depth in levels.indices.reversed() {
-            for index in levels[depth].indices {
-                let visit = levels[depth][index]
-                let reuse = visit.inner >= 0 ? ~visit.touched : 0
-                var subtree: StateNode.Child
-                if visit.inner >= 0 {
-                    subtree = fold(&levels[depth][index].children, 0, StateNode.fanout, &inners[visit.inner], reuse: reuse)
-                } else {
-                    subtree = fold(&levels[depth][index].children, 0, StateNode.fanout, &scratch, reuse: 0)
-                }
-                // Writes that leave the subtree as it was keep the stored node.
-                if subtree.hash == visit.node.hash {
-                    subtree = visit.node
-                } else {
-                    cache?.remove(visit.node.ref)
-                    if visit.inner >= 0 {
-                        subtree = stored(subtree, &levels[depth][index].children, &inners[visit.inner], version, &writes)
-                    } else {
-                        subtree = stored(subtree, &levels[depth][index].children, &scratch, version, &writes)
-                    }
-                }
-                guard depth > 0 else { return subtree }
-                levels[depth - 1][visit.parent].children[visit.slot] = subtree
-            }
-        }
-        preconditionFailure("the root's level is folded last")
-    }
-
-    /// Fills in the children of each node of `level` (and the inner hashes the cache has
-    /// for them, appended to `inners`): from the cache, whose lookups for the level
-    /// overlap, and what it lacks from the store, read together.
-    private func visit(_ level: inout [Visit], _ inners: inout [StateNode.InnerHashes]) throws(StateError) {
-        var missing: [Int] = []
-        if let cache {
-            var decoding = 0
-            do {
-                missing = try cache.decodeChildren(of: level.map(\.node.ref)) { (index, bytes, inner) throws(CodecError) in
-                    decoding = index
-                    try StateNode.decodeChildren(of: bytes, into: &level[index].children)
-                    if let inner {
-                        level[index].inner = inners.count
-                        inners.append(inner)
-                    }
-                }
-            } catch { throw Self.corruptInternal(level[decoding].node.ref, error) }
-        } else {
-            missing = Array(level.indices)
-        }
-        guard !missing.isEmpty else { return }
-        for (index, bytes) in zip(missing, try storedBytes(missing.map { level[$0].node.ref })) {
-            let ref = level[index].node.ref
-            do { try StateNode.decodeChildren(of: bytes, into: &level[index].children) } catch { throw Self.corruptInternal(ref, error) }
-            cache?.insert(bytes, ref)
-        }
-    }
-
-    /// The subtree at `depth` that `updates` leave where `node` is, an empty subtree or a
-    /// leaf: built anew, with a leaf that stays moved down unchanged.
-    private func replace(
-        _ node: StateNode.Child, depth: Int, _ updates: ArraySlice<Update>, _ version: UInt64, _ writes: inout WriteBatch
+    /// `depth` counts stored levels (four binary levels each); new nodes are written
+    /// under `version`.
+    private func apply(
+        _ node: StateNode.Child, depth: Int, _ updates: ArraySlice<Update>, _ version: UInt64, _ writes: inout WriteBatch,
+        _ reads: inout NodeReads
     ) throws(StateError) -> StateNode.Child {
         if updates.isEmpty { return node }
         switch node.kind {
-        case .empty, .internalNode:
-            precondition(node.kind == .empty, "an internal node is visited, not replaced")
+        case .empty:
             return try build(depth: depth, updates.filter(\.keepsAKey)[...], version, &writes)
         case .leaf:
             var merged = updates.filter(\.keepsAKey)
@@ -494,6 +463,23 @@ public final class StateTree: Sendable {
                 merged.insert(Update(keyHash: node.keyHash, key: [], value: nil, storedLeaf: node), at: index)
             }
             return try build(depth: depth, merged[...], version, &writes)
+        case .internalNode:
+            var children = StateNode.Children(repeating: .empty)
+            var inner = StateNode.InnerHashes(repeating: .zero)
+            let hasInner = try loadChildren(node.ref, into: &children, inner: &inner, reads: &reads)
+            var touched: UInt16 = 0
+            var start = updates.startIndex
+            while start < updates.endIndex {
+                let (slot, end) = Self.slotRun(updates, from: start, depth: depth)
+                children[slot] = try apply(children[slot], depth: depth + 1, updates[start..<end], version, &writes, &reads)
+                touched |= 1 << UInt16(slot)
+                start = end
+            }
+            let subtree = fold(&children, 0, StateNode.fanout, &inner, reuse: hasInner ? ~touched : 0)
+            // Writes that leave the subtree as it was keep the stored node.
+            guard subtree.hash != node.hash else { return node }
+            cache?.remove(node.ref)
+            return stored(subtree, &children, &inner, version, &writes)
         }
     }
 
