@@ -48,10 +48,13 @@ public final class StateNodeCache: Sendable {
 
         init(word: UInt64) { base = UnsafeMutableRawPointer(bitPattern: UInt(word & Self.addressMask))! }
 
-        static func allocate(_ bytes: [UInt8], _ ref: StateNodeRef, inner: StateNode.InnerHashes?) -> Entry {
+        static func size(count: Int, hasInner: Bool) -> Int {
+            hasInner ? innerOffset(count) + StateNodeCache.innerBytes : headerBytes + count
+        }
+
+        static func allocate(_ bytes: [UInt8], _ ref: StateNodeRef, inner: StateNode.InnerHashes?, in arena: inout NodeArena) -> Entry {
             let innerAt = innerOffset(bytes.count)
-            let size = inner == nil ? headerBytes + bytes.count : innerAt + StateNodeCache.innerBytes
-            let entry = Entry(base: .allocate(byteCount: size, alignment: 16))
+            let entry = Entry(base: arena.allocate(size(count: bytes.count, hasInner: inner != nil)))
             entry.base.storeBytes(of: ref, as: StateNodeRef.self)
             entry.base.storeBytes(of: UInt32(bytes.count), toByteOffset: 40, as: UInt32.self)
             entry.base.storeBytes(of: 0, toByteOffset: 44, as: UInt32.self)
@@ -81,6 +84,7 @@ public final class StateNodeCache: Sendable {
             base.load(fromByteOffset: Self.innerOffset(count), as: StateNode.InnerHashes.self)
         }
         var cost: Int { count + StateNodeCache.entryOverhead + (hasInner ? StateNodeCache.innerBytes : 0) }
+        var size: Int { Self.size(count: count, hasInner: hasInner) }
     }
 
     /// The index of entries by ref, of our own: open addressing with linear probing over
@@ -90,7 +94,9 @@ public final class StateNodeCache: Sendable {
     /// a million keys in state, finding cached nodes was nearly half of the tree's update
     /// (docs/benchmarks.md, session 12). `slots` holds the entries in CLOCK order.
     private struct Table {
-        var index = [UInt64](repeating: 0, count: 1024)
+        /// Index words, in a mapping of huge pages (`NodeArena`): 64 MB at 10 million keys.
+        var index = Words(count: 1024)
+        var arena = NodeArena()
         var count = 0
         var slots: [UInt64] = []
         var free: [Int32] = []
@@ -154,7 +160,9 @@ public final class StateNodeCache: Sendable {
         }
 
         private mutating func grow() {
-            index = [UInt64](repeating: 0, count: index.count * 2)
+            let old = index
+            index = Words(count: old.count * 2)
+            old.release()
             count = 0
             for word in slots where word != 0 { link(Entry(word: word)) }
         }
@@ -165,8 +173,32 @@ public final class StateNodeCache: Sendable {
             slots[entry.slot] = 0
             free.append(Int32(entry.slot))
             bytes -= entry.cost
-            entry.base.deallocate()
+            arena.release(entry.base, size: entry.size)
         }
+    }
+
+    /// A fixed number of zeroed words in a mapping of their own.
+    private struct Words {
+        let region: NodeArena.Region
+        let count: Int
+
+        init(count: Int) {
+            self.count = count
+            region = NodeArena.map(count * MemoryLayout<UInt64>.stride)
+        }
+
+        subscript(position: Int) -> UInt64 {
+            get {
+                precondition(position >= 0 && position < count)
+                return region.base.load(fromByteOffset: position &* 8, as: UInt64.self)
+            }
+            nonmutating set {
+                precondition(position >= 0 && position < count)
+                region.base.storeBytes(of: newValue, toByteOffset: position &* 8, as: UInt64.self)
+            }
+        }
+
+        func release() { NodeArena.unmap(region) }
     }
 
     public let capacityBytes: Int
@@ -185,7 +217,12 @@ public final class StateNodeCache: Sendable {
 
     deinit {
         table.withLock { table in
-            for word in table.slots where word != 0 { Entry(word: word).base.deallocate() }
+            for word in table.slots where word != 0 {
+                let entry = Entry(word: word)
+                if entry.size > NodeArena.largest { entry.base.deallocate() }
+            }
+            table.arena.destroy()
+            table.index.release()
         }
     }
 
@@ -251,11 +288,11 @@ public final class StateNodeCache: Sendable {
                 while table.bytes + cost > capacityBytes, Self.evictOne(&table) {}
             }
             guard table.bytes + cost <= capacityBytes else { return false }
-            let entry = Entry.allocate(bytes, ref, inner: inner)
+            let entry = Entry.allocate(bytes, ref, inner: inner, in: &table.arena)
             // An address beyond the index word's 48 bits is not cached (not met on the
             // platforms we run on, but not assumed).
             guard entry.word & ~Entry.addressMask == 0 else {
-                entry.base.deallocate()
+                table.arena.release(entry.base, size: entry.size)
                 return false
             }
             table.reserveOne()

@@ -502,6 +502,21 @@ import Testing
         for key in keys.prefix(40) { #expect(try cached.prove(key, root: root) == (try plain.prove(key, root: root))) }
     }
 
+    /// Entries above the arena's largest block come from the system allocator; both
+    /// kinds keep their bytes through removals and the reuse of freed blocks.
+    @Test func entriesOfEverySizeKeepTheirBytes() {
+        let cache = StateNodeCache(capacityBytes: 64 << 20)
+        let sizes = [1, 63, 64, 100, 700, 1_171, NodeArena.largest, NodeArena.largest + 1, 5_000]
+        func ref(_ i: Int, _ round: Int) -> StateNodeRef { StateNodeRef(version: UInt64(round), hash: Hash(bytes: [UInt8](repeating: UInt8(i), count: 32))) }
+        func content(_ i: Int, _ round: Int) -> [UInt8] { (0..<sizes[i]).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ i &+ round) } }
+        for round in 0..<3 {
+            for i in sizes.indices { cache.insert(content(i, round), ref(i, round)) }
+            for i in sizes.indices { #expect(cache.node(ref(i, round)) == content(i, round), "size \(sizes[i]), round \(round)") }
+            for i in sizes.indices where i % 2 == round % 2 { cache.remove(ref(i, round)) }
+        }
+        #expect(cache.count == sizes.count * 3 - (sizes.count + 1) / 2 * 2 - sizes.count / 2)
+    }
+
     @Test func aFullCacheEvictsWithinItsBudgetAndKeepsWhatIsUsed() {
         let cache = StateNodeCache(capacityBytes: 10 * (100 + StateNodeCache.entryOverhead))
         let hashes = (0..<30).map { StateNodeRef(version: 1, hash: Hash(bytes: [UInt8](repeating: UInt8($0), count: 32))) }
