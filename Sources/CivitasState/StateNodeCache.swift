@@ -237,12 +237,9 @@ public final class StateNodeCache: Sendable {
     /// Decodes the children of the cached internal node `ref` into `children` where the
     /// bytes lie; false if it is not cached.
     func decodeChildren(of ref: StateNodeRef, into children: inout StateNode.Children) throws(CodecError) -> Bool {
-        try table.withLock { (table) throws(CodecError) -> Bool in
-            guard let (_, entry) = table.find(ref) else { return false }
-            entry.used = true
-            try StateNode.decodeChildren(of: entry.bytes, into: &children)
-            return true
-        }
+        var inner = StateNode.InnerHashes(repeating: .zero)
+        var hasInner = false
+        return try decodeChildren(of: ref, into: &children, inner: &inner, hasInner: &hasInner)
     }
 
     /// As `decodeChildren(of:into:)`, and the node's inner hashes into `inner` when the
