@@ -83,7 +83,12 @@ public final class StateNodeCache: Sendable {
         var inner: StateNode.InnerHashes {
             base.load(fromByteOffset: Self.innerOffset(count), as: StateNode.InnerHashes.self)
         }
-        var cost: Int { count + StateNodeCache.entryOverhead + (hasInner ? StateNodeCache.innerBytes : 0) }
+        /// What an entry of `count` node bytes is counted against the budget.
+        static func cost(count: Int, hasInner: Bool) -> Int {
+            count + StateNodeCache.entryOverhead + (hasInner ? StateNodeCache.innerBytes : 0)
+        }
+
+        var cost: Int { Self.cost(count: count, hasInner: hasInner) }
         var size: Int { Self.size(count: count, hasInner: hasInner) }
     }
 
@@ -274,7 +279,7 @@ public final class StateNodeCache: Sendable {
 
     @discardableResult
     private func insert(_ bytes: [UInt8], _ ref: StateNodeRef, inner: StateNode.InnerHashes?, evicting: Bool) -> Bool {
-        let cost = bytes.count + Self.entryOverhead + (inner == nil ? 0 : Self.innerBytes)
+        let cost = Entry.cost(count: bytes.count, hasInner: inner != nil)
         guard cost <= capacityBytes, bytes.count <= Int(UInt32.max) else { return false }
         return table.withLock { table in
             if let (_, entry) = table.find(ref) {
