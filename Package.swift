@@ -49,9 +49,11 @@ let package = Package(
         // RocksDB options the C API lacks, set through its C++ headers.
         .target(name: "CCivitasRocksDB", dependencies: ["CRocksDB"]),
         .target(name: "CivitasStorage", dependencies: ["CRocksDB", "CCivitasRocksDB"], swiftSettings: strict),
+        // A prefetch hint for the state-node cache's lookups.
+        .target(name: "CCivitasMemory"),
         // L2
         .target(
-            name: "CivitasState", dependencies: ["CivitasCore", "CivitasCrypto", "CivitasStorage"],
+            name: "CivitasState", dependencies: ["CivitasCore", "CivitasCrypto", "CivitasStorage", "CCivitasMemory"],
             swiftSettings: strict),
         .target(
             name: "CivitasConsensus", dependencies: ["CivitasCore", "CivitasCrypto"], swiftSettings: strict),

@@ -407,7 +407,7 @@ public final class StateTree: Sendable {
         let oldRoot = try child(root)
         var reads = NodeReads()
         if cache?.lastUpdateMissed.load(ordering: .relaxed) ?? true { try prefetch(oldRoot, updates, into: &reads) }
-        let newRoot = try apply(oldRoot, depth: 0, updates[...], version, &writes, &reads)
+        let newRoot = try apply(oldRoot, depth: 0, updates[...], version, &writes, &reads, ahead: false)
         cache?.lastUpdateMissed.store(reads.fromStore > 0, ordering: .relaxed)
         if newRoot.kind != .empty, newRoot != oldRoot {
             var entry = CanonicalWriter(capacity: 9)
@@ -448,9 +448,11 @@ public final class StateTree: Sendable {
 
     /// `depth` counts stored levels (four binary levels each); new nodes are written
     /// under `version`.
+    ///
+    /// `ahead` is set below the node that asked the cache for its subtree (`readAhead`).
     private func apply(
         _ node: StateNode.Child, depth: Int, _ updates: ArraySlice<Update>, _ version: UInt64, _ writes: inout WriteBatch,
-        _ reads: inout NodeReads
+        _ reads: inout NodeReads, ahead: Bool
     ) throws(StateError) -> StateNode.Child {
         if updates.isEmpty { return node }
         switch node.kind {
@@ -467,11 +469,14 @@ public final class StateTree: Sendable {
             var children = StateNode.Children(repeating: .empty)
             var inner = StateNode.InnerHashes(repeating: .zero)
             let hasInner = try loadChildren(node.ref, into: &children, inner: &inner, reads: &reads)
+            let readsAhead = !ahead && updates.count <= Self.aheadSpan
+            if readsAhead { readAhead(&children, updates, depth: depth) }
             var touched: UInt16 = 0
             var start = updates.startIndex
             while start < updates.endIndex {
                 let (slot, end) = Self.slotRun(updates, from: start, depth: depth)
-                children[slot] = try apply(children[slot], depth: depth + 1, updates[start..<end], version, &writes, &reads)
+                children[slot] = try apply(
+                    children[slot], depth: depth + 1, updates[start..<end], version, &writes, &reads, ahead: ahead || readsAhead)
                 touched |= 1 << UInt16(slot)
                 start = end
             }
@@ -480,6 +485,43 @@ public final class StateTree: Sendable {
             guard subtree.hash != node.hash else { return node }
             cache?.remove(node.ref)
             return stored(subtree, &children, &inner, version, &writes)
+        }
+    }
+
+    /// The most updates under a node whose subtree `readAhead` asks the cache for: at 10
+    /// million keys and blocks of 4,000 writes, a node two levels down (sixteen writes,
+    /// about sixty nodes below it).
+    static let aheadSpan = 32
+
+    /// Asks the cache for the internal nodes an update of `updates` under a node with
+    /// `children` at `depth` will find, a level at a time, each level's together
+    /// (`StateNodeCache.prefetch`), decoding each level to learn the next: the depth-first
+    /// walk that follows then finds them near. A node not cached ends its path here
+    /// (`apply` reads it from the store).
+    private func readAhead(_ children: inout StateNode.Children, _ updates: ArraySlice<Update>, depth: Int) {
+        guard let cache else { return }
+        var level: [(ref: StateNodeRef, updates: Range<Int>)] = []
+        var nodeChildren = StateNode.Children(repeating: .empty)
+        func descend(_ range: Range<Int>, _ depth: Int, _ children: inout StateNode.Children, into next: inout [(ref: StateNodeRef, updates: Range<Int>)]) {
+            var start = range.lowerBound
+            while start < range.upperBound {
+                let (slot, end) = Self.slotRun(updates[range], from: start, depth: depth)
+                if children[slot].kind == .internalNode { next.append((children[slot].ref, start..<end)) }
+                start = end
+            }
+        }
+        descend(updates.indices, depth, &children, into: &level)
+        var depth = depth + 1
+        while !level.isEmpty {
+            cache.prefetch(level.map(\.ref))
+            var next: [(ref: StateNodeRef, updates: Range<Int>)] = []
+            for entry in level {
+                nodeChildren = StateNode.Children(repeating: .empty)
+                guard (try? cache.decodeChildren(of: entry.ref, into: &nodeChildren)) == true else { continue }
+                descend(entry.updates, depth, &nodeChildren, into: &next)
+            }
+            level = next
+            depth += 1
         }
     }
 

@@ -504,6 +504,40 @@ import Testing
 
     /// Entries above the arena's largest block come from the system allocator; both
     /// kinds keep their bytes through removals and the reuse of freed blocks.
+    /// An update asks the cache for the nodes of each small subtree ahead of walking it
+    /// (`StateTree.aheadSpan`): with blocks below and above that span, at depths where it
+    /// starts at the root and further down, the roots and proofs are those of an uncached
+    /// tree, and asking for refs the cache lacks, or has dropped, changes nothing.
+    @Test(arguments: [UInt64(7), 41]) func readingAheadLeavesRootsAsAnUncachedTreeHasThem(seed: UInt64) throws {
+        let hasher = ChainHasher(.sha256)
+        let store = MemoryStore()
+        let plain = StateTree(store: store, hasher: hasher)
+        let cache = StateNodeCache()
+        let cached = StateTree(store: store, hasher: hasher, cache: cache)
+        var random = SeededRandom(seed: seed)
+        var root = Hash.zero
+        var dropped: [StateNodeRef] = []
+        for (round, size) in [3_000, 5, StateTree.aheadSpan, StateTree.aheadSpan + 1, 300, 1].enumerated() {
+            let changes = (0..<size).map { _ in
+                StateTree.Change(key: key(Int(random.next() % 4_000)), value: random.next() % 8 == 0 ? nil : [UInt8(round)])
+            }
+            let before = try cached.child(root)
+            let (expected, batch) = try plain.update(root: root, changes: changes)
+            let (actual, _) = try cached.update(root: root, changes: changes)
+            #expect(actual == expected, "seed \(seed), round \(round)")
+            try store.write(batch, durable: true)
+            if before.kind == .internalNode { dropped.append(before.ref) }
+            root = expected
+        }
+        cache.prefetch(dropped + [StateNodeRef(version: 999, hash: hasher.hash(.stateKey, [1]))])
+        StateNodeCache().prefetch([StateNodeRef(version: 1, hash: root)])
+        for index in stride(from: 0, to: 4_000, by: 397) {
+            let proof = try cached.prove(key(index), root: root)
+            #expect(proof.verify(root: root, using: hasher))
+            #expect(proof.value == (try plain.get(key(index), root: root)))
+        }
+    }
+
     @Test func entriesOfEverySizeKeepTheirBytes() {
         let cache = StateNodeCache(capacityBytes: 64 << 20)
         let sizes = [1, 63, 64, 100, 700, 1_171, NodeArena.largest, NodeArena.largest + 1, 5_000]

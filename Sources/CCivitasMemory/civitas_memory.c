@@ -1,0 +1,1 @@
+#include "civitas_memory.h"
