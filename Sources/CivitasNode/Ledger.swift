@@ -36,8 +36,16 @@ public final class Ledger: Sendable {
     /// The layout of the store's contents this code writes and reads. Format 1 stored
     /// one state-tree node per binary level; format 2 four levels per node; format 3
     /// also keeps each receipt in its transaction's index entry (one key, not two); format 4
-    /// stores each tree node under the version that wrote it, with an index of roots.
-    public static let storeFormat: UInt64 = 4
+    /// stores each tree node under the version that wrote it, with an index of roots;
+    /// format 5 keeps receipts by height and index again, apart from the index entries.
+    ///
+    /// Format 5 reads a format-4 store as it is: an index entry longer than its location
+    /// still holds its receipt. The transaction index is keyed by id, at random, so every
+    /// compaction into its first level rewrote all of that level; with the receipts in it
+    /// that was 230 bytes per transaction ever committed, 45% of a 10M-key network's
+    /// compaction time (docs/benchmarks.md, session 17). Receipts, written in height
+    /// order, are moved down by compaction rather than merged.
+    public static let storeFormat: UInt64 = 5
 
     static func epochKey(_ epoch: UInt64) -> [UInt8] {
         var writer = CanonicalWriter(capacity: 16)
@@ -69,6 +77,15 @@ public final class Ledger: Sendable {
         return try Self.u64(bytes, "store format")
     }
 
+    /// Records that the store is in this code's format, durably.
+    public func recordFormat() throws(StorageError) {
+        var format = CanonicalWriter(capacity: 8)
+        format.u64(Self.storeFormat)
+        var batch = WriteBatch()
+        batch.put(Self.formatKey, format.bytes)
+        try store.write(batch, durable: true)
+    }
+
     public func block(at height: UInt64) throws(StorageError) -> CommittedBlock? {
         guard let bytes = try store.get(StorePrefix.block.key(height: height)) else { return nil }
         let block: Block
@@ -93,21 +110,39 @@ public final class Ledger: Sendable {
         try entry(ofTransaction: id)?.location
     }
 
-    /// Where a committed transaction is and its receipt: one read, since the receipt is
-    /// stored in the transaction's index entry.
+    /// Where a committed transaction is and its receipt.
     public func receipt(ofTransaction id: Hash) throws(StorageError) -> (location: TransactionLocation, receipt: Receipt)? {
-        guard let (location, bytes) = try entry(ofTransaction: id) else { return nil }
-        do { return (location, try Receipt(canonicalBytes: Array(bytes))) } catch {
+        guard let (location, inline) = try entry(ofTransaction: id) else { return nil }
+        let bytes: [UInt8]
+        if let inline {
+            bytes = Array(inline)
+        } else {
+            guard let stored = try store.get(Self.receiptKey(location)) else {
+                throw StorageError(.corrupt, "transaction \(id) is indexed at \(location.height)/\(location.index) but has no receipt there")
+            }
+            bytes = stored
+        }
+        do { return (location, try Receipt(canonicalBytes: bytes)) } catch {
             throw StorageError(.corrupt, "receipt of transaction \(id): \(error)")
         }
     }
 
-    private func entry(ofTransaction id: Hash) throws(StorageError) -> (location: TransactionLocation, receipt: ArraySlice<UInt8>)? {
+    /// The index entry of `id`: its location, and its receipt if the entry holds it (as
+    /// stores of formats 3 and 4 wrote them).
+    private func entry(ofTransaction id: Hash) throws(StorageError) -> (location: TransactionLocation, receipt: ArraySlice<UInt8>?)? {
         guard let bytes = try store.get(StorePrefix.transaction.key(id.bytes)) else { return nil }
-        guard bytes.count > 12 else { throw StorageError(.corrupt, "transaction index entry of \(bytes.count) bytes") }
+        guard bytes.count >= 12 else { throw StorageError(.corrupt, "transaction index entry of \(bytes.count) bytes") }
         let height = try Self.u64(Array(bytes[0..<8]), "height")
         let index = bytes[8..<12].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
-        return (TransactionLocation(height: height, index: index), bytes[12...])
+        return (TransactionLocation(height: height, index: index), bytes.count > 12 ? bytes[12...] : nil)
+    }
+
+    static func receiptKey(_ location: TransactionLocation) -> [UInt8] {
+        var writer = CanonicalWriter(capacity: 13)
+        writer.u8(StorePrefix.receipt.rawValue)
+        writer.u64(location.height)
+        writer.u32(location.index)
+        return writer.bytes
     }
 
     public func safetyData() throws(StorageError) -> [UInt8]? { try store.get(Self.safetyKey) }
@@ -190,10 +225,11 @@ public final class Ledger: Sendable {
         // same memtable it was written to, it never reaches a table file or a compaction.
         batch.delete(StorePrefix.certifiedBlock.key(hash.bytes))
         for (index, receipt) in receipts.enumerated() {
-            var entry = CanonicalWriter(capacity: 64)
+            let location = TransactionLocation(height: height, index: UInt32(index))
+            batch.put(Self.receiptKey(location), receipt.canonicalBytes)
+            var entry = CanonicalWriter(capacity: 12)
             entry.u64(height)
             entry.u32(UInt32(index))
-            entry.fixed(receipt.canonicalBytes)
             batch.put(StorePrefix.transaction.key(transactionIds[index].bytes), entry.bytes)
         }
         if let genesisHash {

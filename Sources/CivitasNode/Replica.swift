@@ -205,7 +205,7 @@ public final class Replica {
             }
             // The format is checked before anything else is read: an older layout could be misread.
             let format = try ledger.format()
-            guard format == Ledger.storeFormat || format == 3 else {
+            guard (3...Ledger.storeFormat).contains(format) else {
                 throw NodeError(
                     .storage,
                     "the data directory has store format \(format) and this node reads format \(Ledger.storeFormat): "
@@ -215,6 +215,9 @@ public final class Replica {
                 throw NodeError(.storage, "committed height \(height) has no block")
             }
             if format == 3 { try StoreMigration.migrate3To4(store: store, state: state, head: block, logger: logger) }
+            // Format 5 reads format 4 as it is (see `Ledger.storeFormat`); recorded so that
+            // an older node refuses the store rather than misread its new index entries.
+            if format < Ledger.storeFormat { try ledger.recordFormat() }
             return block
         }
         let (root, batch) = try state.stage(root: StateTree.emptyRoot, changes: Executor.genesisChanges(genesis, hasher: hasher))

@@ -7,8 +7,12 @@ public enum StorePrefix: UInt8, Sendable {
     case certificate = 0x63
     /// `h` + block hash → height.
     case blockHash = 0x68
-    /// `t` + transaction id → height (8) + index (4) + encoded receipt.
+    /// `t` + transaction id → height (8) + index (4); in stores of formats 3 and 4, the
+    /// encoded receipt after them.
     case transaction = 0x74
+    /// `e` + height (8 bytes, big-endian) + index in the block (4, big-endian) → encoded
+    /// receipt (store format 5).
+    case receipt = 0x65
     /// `s` + version (8 bytes, big-endian) + node hash → state tree node (ADR 0011).
     case stateNode = 0x73
     /// `r` + root hash → kind (1 byte) + version (8) of that state root's node.

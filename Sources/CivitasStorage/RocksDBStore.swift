@@ -10,8 +10,8 @@ import Glibc
 /// One RocksDB instance per node home; keys are namespaced by a one-byte prefix chosen
 /// by the layer above (see `docs/architecture.md`, "Storage layout").
 ///
-/// The bulky prefixes whose keys are written in increasing order (blocks by height, tree
-/// nodes by version) each live in a column family of their own: there a flush's file lies
+/// The bulky prefixes whose keys are written in increasing order (blocks and receipts by
+/// height, tree nodes by version) each live in a column family of their own: there a flush's file lies
 /// after every older one, and compaction moves it down instead of merging it with files
 /// of keys written at random. The flat state values, written at random and as many as
 /// there are keys in state, have a family of their own too, so that the transaction
@@ -25,6 +25,7 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
     /// 10M values of random letters in the default family, for little it could shrink.
     static let families: [(prefix: StorePrefix, name: String, compressed: Bool)] = [
         (.block, "blocks", true), (.stateNode, "state-nodes", false), (.stateValue, "state-values", false),
+        (.receipt, "receipts", true),
     ]
 
     // RocksDB's handles are thread-safe for concurrent reads and writes; the options

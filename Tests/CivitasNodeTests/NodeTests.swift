@@ -253,7 +253,7 @@ import Testing
         #expect(await reopened.status().height == height)
         #expect(await reopened.status().stateRoot == root)
         #expect(try store.scan(prefix: [StorePrefix.stateNodeByHash.rawValue], start: nil, limit: 10).isEmpty)
-        #expect(try store.get(StorePrefix.metadata.key(Array("format".utf8))) == [0, 0, 0, 0, 0, 0, 0, 4])
+        #expect(try store.get(StorePrefix.metadata.key(Array("format".utf8))) == [0, 0, 0, 0, 0, 0, 0, 5])
         let key = StateKeys.kv(owner: chain.address(chain.clients[0]), key: Array("k3".utf8))
         let bundle = try await reopened.prove(key, height: nil)
         #expect(bundle.proof.value == Array("v3".utf8))
@@ -286,9 +286,10 @@ import Testing
         #expect(try !store.scan(prefix: [StorePrefix.stateNodeByHash.rawValue], start: nil, limit: 10).isEmpty)
     }
 
-    /// The receipt lives in the transaction's index entry: one read answers a lookup, and
-    /// an entry cut short is reported as corruption, not a crash.
-    @Test func aCommittedTransactionIsFoundWithItsReceiptInOneEntry() async throws {
+    /// The index entry gives the transaction's place; its receipt is kept by height and
+    /// index. An entry cut short, or a receipt missing, is reported as corruption, not a
+    /// crash.
+    @Test func aCommittedTransactionIsFoundWithItsReceiptKeptByHeight() async throws {
         let store = MemoryStore()
         let node = try chain.node(store: store)
         let transaction = chain.transaction(put("k", "v"), nonce: 0)
@@ -299,11 +300,48 @@ import Testing
         #expect(outcome.receipt.status == .success && outcome.id == transaction.id)
         let key = StorePrefix.transaction.key(transaction.id.bytes)
         let entry = try #require(try store.get(key))
-        #expect(entry.count > 12)
+        #expect(entry.count == 12)
+        let receiptKey = [StorePrefix.receipt.rawValue] + entry
+        let receipt = try #require(try store.get(receiptKey))
+        #expect(try Receipt(canonicalBytes: receipt) == outcome.receipt)
+
+        var removed = WriteBatch()
+        removed.delete(receiptKey)
+        try store.write(removed, durable: true)
+        await #expect(throws: NodeError.self) { try await node.transaction(transaction.id) }
         var cut = WriteBatch()
-        cut.put(key, Array(entry.prefix(12)))
+        cut.put(receiptKey, receipt)
+        cut.put(key, Array(entry.prefix(11)))
         try store.write(cut, durable: true)
         await #expect(throws: NodeError.self) { try await node.transaction(transaction.id) }
+    }
+
+    /// A store of format 4 kept each receipt in its index entry: such entries are still
+    /// read, the store is recorded as format 5 when a node opens it, and new entries are
+    /// written apart.
+    @Test func aFormat4StoreKeepsItsReceiptsInItsIndexEntries() async throws {
+        let store = MemoryStore()
+        _ = try await commitPuts(2, into: store)
+        let node = try chain.node(store: store)
+        let id = chain.transaction(put("k0", "v0"), nonce: 0).id
+        let outcome = try #require(try await node.transaction(id))
+        let key = StorePrefix.transaction.key(id.bytes)
+        let location = try #require(try store.get(key))
+        var downgrade = WriteBatch()
+        downgrade.put(key, location + outcome.receipt.canonicalBytes)
+        downgrade.delete([StorePrefix.receipt.rawValue] + location)
+        downgrade.put(StorePrefix.metadata.key(Array("format".utf8)), [0, 0, 0, 0, 0, 0, 0, 4])
+        try store.write(downgrade, durable: true)
+
+        let reopened = try chain.node(store: store)
+        #expect(try store.get(StorePrefix.metadata.key(Array("format".utf8))) == [0, 0, 0, 0, 0, 0, 0, 5])
+        #expect(try await reopened.transaction(id)?.receipt == outcome.receipt)
+        let next = chain.transaction(put("k9", "v9"), nonce: 2)
+        try await reopened.submit(next)
+        await reopened.produceBlock()
+        await reopened.produceBlock()
+        #expect(try await reopened.transaction(next.id)?.receipt.status == .success)
+        #expect(try store.get(StorePrefix.transaction.key(next.id.bytes))?.count == 12)
     }
 
     @Test func sameTransactionsGiveSameRootsOnBothSuitesIndependently() async throws {
