@@ -72,6 +72,10 @@ public actor Node {
     private let heightGauge = Gauge(label: "civitas_block_height")
     private let mempoolGauge = Gauge(label: "civitas_mempool_transactions")
     private let roundGauge = Gauge(label: "civitas_consensus_round")
+    private let stateCacheBytesGauge = Gauge(label: "civitas_state_cache_bytes")
+    private let stateCacheNodesGauge = Gauge(label: "civitas_state_cache_nodes")
+    private let stateNodeReadsCounter = Counter(label: "civitas_state_nodes_read_total")
+    private var stateNodeReadsReported = 0
 
     public init(
         genesis: Genesis, store: any KeyValueStore, validatorKey: PrivateKey?, limits: NodeLimits = .init(),
@@ -255,6 +259,13 @@ public actor Node {
         blocksCounter.increment()
         heightGauge.record(Int(height))
         mempoolGauge.record(replica.mempool.count)
+        stateCacheBytesGauge.record(nodeCache.bytes)
+        stateCacheNodesGauge.record(nodeCache.count)
+        let nodesRead = nodeCache.nodesReadFromStore
+        if nodesRead > stateNodeReadsReported {
+            stateNodeReadsCounter.increment(by: nodesRead - stateNodeReadsReported)
+            stateNodeReadsReported = nodesRead
+        }
         for (index, id) in notice.transactionIds.enumerated() {
             guard let pending = waiters.removeValue(forKey: id) else { continue }
             waiterCount -= pending.count

@@ -240,6 +240,11 @@ public final class StateNodeCache: Sendable {
     /// ahead (`StateTree.prefetch`), which would walk every path a second time.
     let lastUpdateMissed = Atomic<Bool>(true)
 
+    /// Internal nodes updates had to read from the store, since the cache was made: at
+    /// steady state with a budget above the tree, none.
+    public var nodesReadFromStore: Int { readFromStore.load(ordering: .relaxed) }
+    let readFromStore = Atomic<Int>(0)
+
     public static let defaultCapacityBytes = 512 << 20
 
     public init(capacityBytes: Int = StateNodeCache.defaultCapacityBytes) {

@@ -409,6 +409,7 @@ public final class StateTree: Sendable {
         if cache?.lastUpdateMissed.load(ordering: .relaxed) ?? true { try prefetch(oldRoot, updates, into: &reads) }
         let newRoot = try apply(oldRoot, depth: 0, updates[...], version, &writes, &reads, ahead: false)
         cache?.lastUpdateMissed.store(reads.fromStore > 0, ordering: .relaxed)
+        if reads.fromStore > 0 { cache?.readFromStore.add(reads.fromStore, ordering: .relaxed) }
         if newRoot.kind != .empty, newRoot != oldRoot {
             var entry = CanonicalWriter(capacity: 9)
             entry.u8(newRoot.kind.rawValue)

@@ -119,6 +119,12 @@ import FoundationNetworking
         let next = UInt64((try await request("GET", node.endpoint + "/v1/accounts/\(builder.address)")).1["nonce"] as! Int)
         let (status, _) = try await request("POST", node.endpoint + "/v1/transactions?wait=true", body: try signed(next))
         #expect(status == 200)
+        // Its metrics show the state tree's nodes in the cache after that block.
+        let (metrics, _) = try await URLSession.shared.data(from: URL(string: node.endpoint + "/metrics")!)
+        let text = String(decoding: metrics, as: UTF8.self)
+        let cached = text.split(separator: "\n").first { $0.hasPrefix("civitas_state_cache_nodes ") }
+        #expect((cached.flatMap { Double($0.split(separator: " ")[1]) } ?? 0) > 0, "\(text)")
+        #expect(text.contains("civitas_state_cache_bytes "))
     }
 
     @Test func badRequestsGetJSONErrors() async throws {

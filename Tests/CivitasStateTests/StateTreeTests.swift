@@ -339,10 +339,12 @@ import Testing
         let many = store.manyReads.withLock { $0 }
         #expect((4...8).contains(many.calls), "\(many.calls) reads of many")
         #expect(many.nodes > 300, "\(many.nodes) nodes read")
+        #expect(cache.nodesReadFromStore == many.nodes)
         try store.base.write(written, durable: true)
         _ = try cold.update(root: updated, changes: changes.map { .init(key: $0.key, value: [4]) })
         #expect(store.manyReads.withLock { $0 }.nodes == many.nodes)
         #expect(store.reads.withLock { $0 } == 0)
+        #expect(cache.nodesReadFromStore == many.nodes)
 
         // After an update that found every node cached, the next does not read ahead: the
         // old root's nodes, which the first update dropped, are read as met, one by one.
@@ -351,6 +353,7 @@ import Testing
         let (again, _) = try cold.update(root: root, changes: changes)
         #expect(again == expected)
         #expect(store.reads.withLock { $0 } > 0 && store.manyReads.withLock { $0 }.calls == many.calls)
+        #expect(cache.nodesReadFromStore == many.nodes + store.reads.withLock { $0 })
         // That update missed, so the one after reads ahead again.
         let missed = cache.lastUpdateMissed.load(ordering: .relaxed)
         #expect(missed)
