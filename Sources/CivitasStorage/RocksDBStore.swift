@@ -50,7 +50,7 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
 
     /// Shared by a store's tables: state nodes and recent blocks stay in memory.
     public static let blockCacheBytes = 256 << 20
-    static let walBytesMax: UInt64 = 256 << 20
+    static let walBytesMax: UInt64 = 1 << 30
     static let memtableBytes = (48 << 20)...(80 << 20)
     static let level0FilesPerCompaction: Int32 = 8
     static let level1Bytes: UInt64 = 512 << 20
@@ -77,7 +77,12 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
         rocksdb_options_set_create_missing_column_families(options, 1)
         // A WAL file goes only when every family's data in it is flushed; past this total
         // the family holding the oldest is flushed. RocksDB's default (four times all the
-        // memtables) kept 3 GB of WAL per node with three families.
+        // memtables) kept 3 GB of WAL per node with three families. At 256 MiB the tree
+        // nodes' bytes filled it every ~25 blocks and forced the families written at
+        // random (values, the transaction index) to flush 15–22 MB files, eight of which
+        // then rewrote all of their level 1 (490 MB of values at 10 million keys): at
+        // 1 GiB their memtables mostly fill first, and that rewrite comes a third as often
+        // (docs/benchmarks.md, session 17). A restart replays at most this much.
         rocksdb_options_set_max_total_wal_size(options, Self.walBytesMax)
         rocksdb_options_increase_parallelism(options, 2)
         // Validators write the same blocks, so with equal memtables they would all flush
