@@ -265,21 +265,13 @@ public final class StateTree: Sendable {
     /// that found every node cached does not read ahead.
     private func prefetch(_ root: StateNode.Child, _ updates: [Update], into reads: inout NodeReads) throws(StateError) {
         guard root.kind == .internalNode else { return }
-        var level: [(ref: StateNodeRef, updates: Range<Int>)] = [(root.ref, updates.indices)]
+        var level: [PathNode] = [(root.ref, updates.indices)]
         var depth = 0
         var children = StateNode.Children(repeating: .empty)
         while !level.isEmpty {
-            var next: [(ref: StateNodeRef, updates: Range<Int>)] = []
-            var missing: [(ref: StateNodeRef, updates: Range<Int>)] = []
-            func descend(_ range: Range<Int>) {
-                let run = updates[range]
-                var start = range.lowerBound
-                while start < range.upperBound {
-                    let (slot, end) = Self.slotRun(run, from: start, depth: depth)
-                    if children[slot].kind == .internalNode { next.append((children[slot].ref, start..<end)) }
-                    start = end
-                }
-            }
+            var next: [PathNode] = []
+            var missing: [PathNode] = []
+            func descend(_ range: Range<Int>) { Self.internalChildren(&children, updates[...], range, depth: depth, into: &next) }
             for entry in level {
                 children = StateNode.Children(repeating: .empty)
                 let cached: Bool
@@ -299,6 +291,23 @@ public final class StateTree: Sendable {
             }
             level = next
             depth += 1
+        }
+    }
+
+    /// An internal node on the paths of the updates in `updates`, by index.
+    private typealias PathNode = (ref: StateNodeRef, updates: Range<Int>)
+
+    /// Appends to `next` the internal nodes among `children` (of a node at stored level
+    /// `depth`) that the updates of `range` reach, each with the updates under it.
+    private static func internalChildren(
+        _ children: inout StateNode.Children, _ updates: ArraySlice<Update>, _ range: Range<Int>, depth: Int, into next: inout [PathNode]
+    ) {
+        let run = updates[range]
+        var start = range.lowerBound
+        while start < range.upperBound {
+            let (slot, end) = slotRun(run, from: start, depth: depth)
+            if children[slot].kind == .internalNode { next.append((children[slot].ref, start..<end)) }
+            start = end
         }
     }
 
@@ -501,25 +510,17 @@ public final class StateTree: Sendable {
     /// (`apply` reads it from the store).
     private func readAhead(_ children: inout StateNode.Children, _ updates: ArraySlice<Update>, depth: Int) {
         guard let cache else { return }
-        var level: [(ref: StateNodeRef, updates: Range<Int>)] = []
+        var level: [PathNode] = []
+        Self.internalChildren(&children, updates, updates.indices, depth: depth, into: &level)
         var nodeChildren = StateNode.Children(repeating: .empty)
-        func descend(_ range: Range<Int>, _ depth: Int, _ children: inout StateNode.Children, into next: inout [(ref: StateNodeRef, updates: Range<Int>)]) {
-            var start = range.lowerBound
-            while start < range.upperBound {
-                let (slot, end) = Self.slotRun(updates[range], from: start, depth: depth)
-                if children[slot].kind == .internalNode { next.append((children[slot].ref, start..<end)) }
-                start = end
-            }
-        }
-        descend(updates.indices, depth, &children, into: &level)
         var depth = depth + 1
         while !level.isEmpty {
             cache.prefetch(level.map(\.ref))
-            var next: [(ref: StateNodeRef, updates: Range<Int>)] = []
+            var next: [PathNode] = []
             for entry in level {
                 nodeChildren = StateNode.Children(repeating: .empty)
                 guard (try? cache.decodeChildren(of: entry.ref, into: &nodeChildren)) == true else { continue }
-                descend(entry.updates, depth, &nodeChildren, into: &next)
+                Self.internalChildren(&nodeChildren, updates, entry.updates, depth: depth, into: &next)
             }
             level = next
             depth += 1
