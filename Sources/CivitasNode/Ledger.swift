@@ -37,7 +37,7 @@ public final class Ledger: Sendable {
     /// one state-tree node per binary level; format 2 four levels per node; format 3
     /// also keeps each receipt in its transaction's index entry (one key, not two); format 4
     /// stores each tree node under the version that wrote it, with an index of roots;
-    /// format 5 keeps receipts by height and index again, apart from the index entries.
+    /// format 5 keeps receipts by height and index, apart from the index entries.
     ///
     /// Format 5 reads a format-4 store as it is: an index entry longer than its location
     /// still holds its receipt. The transaction index is keyed by id, at random, so every
@@ -79,11 +79,15 @@ public final class Ledger: Sendable {
 
     /// Records that the store is in this code's format, durably.
     public func recordFormat() throws(StorageError) {
-        var format = CanonicalWriter(capacity: 8)
-        format.u64(Self.storeFormat)
         var batch = WriteBatch()
-        batch.put(Self.formatKey, format.bytes)
+        batch.put(Self.formatKey, Self.formatBytes)
         try store.write(batch, durable: true)
+    }
+
+    private static var formatBytes: [UInt8] {
+        var format = CanonicalWriter(capacity: 8)
+        format.u64(storeFormat)
+        return format.bytes
     }
 
     public func block(at height: UInt64) throws(StorageError) -> CommittedBlock? {
@@ -234,9 +238,7 @@ public final class Ledger: Sendable {
         }
         if let genesisHash {
             batch.put(Self.genesisKey, genesisHash.bytes)
-            var format = CanonicalWriter(capacity: 8)
-            format.u64(Self.storeFormat)
-            batch.put(Self.formatKey, format.bytes)
+            batch.put(Self.formatKey, Self.formatBytes)
         }
         batch.put(Self.heightKey, heightBytes.bytes)
         try write(batch, deferSync: deferSync)
