@@ -18,15 +18,28 @@ import Glibc
 /// index and the small prefixes, which the default family keeps, are not merged with
 /// them at every compaction.
 public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
-    /// The column families beside the default one, by the prefix they hold.
-    /// Tree nodes are mostly hashes, which compression cannot shrink: compressing every
-    /// flushed block of them took a third of RocksDB's background work at 10 million keys.
-    /// Values are stored as written; Snappy was 12% of the compaction threads' time with
-    /// 10M values of random letters in the default family, for little it could shrink.
-    static let families: [(prefix: StorePrefix, name: String, compressed: Bool)] = [
-        (.block, "blocks", true), (.stateNode, "state-nodes", false), (.stateValue, "state-values", false),
-        (.receipt, "receipts", true),
+    /// The column families beside the default one, by the prefix they hold, and how their
+    /// files are compressed.
+    static let families: [(prefix: StorePrefix, name: String, compression: Compression)] = [
+        (.block, "blocks", .everyLevel), (.stateNode, "state-nodes", .uncompressed), (.stateValue, "state-values", .uncompressed),
+        (.receipt, "receipts", .everyLevel),
     ]
+
+    enum Compression {
+        /// Tree nodes are mostly hashes, which compression cannot shrink: compressing every
+        /// flushed block of them took a third of RocksDB's background work at 10 million
+        /// keys. Values are stored as written; Snappy was 12% of the compaction threads'
+        /// time with 10M values of random letters in the default family, for little it
+        /// could shrink.
+        case uncompressed
+        /// Snappy from the flush on, for families written in key order (blocks and receipts
+        /// by height): their files are never merged with others, only moved down a level,
+        /// and a move keeps a file as it is only when both levels compress alike. Compressed
+        /// only below level 1, as the default family is, each of their files was rewritten
+        /// once more, from level 1 into level 2, to compress it (about 2% of the machine on a
+        /// 10M-key network whose level 1 was full; docs/benchmarks.md, session 18).
+        case everyLevel
+    }
 
     // RocksDB's handles are thread-safe for concurrent reads and writes; the options
     // objects are only read after creation.
@@ -36,6 +49,7 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
     private let asyncWrite: OpaquePointer
     private let options: OpaquePointer
     private let uncompressedOptions: OpaquePointer
+    private let everyLevelOptions: OpaquePointer
     private let tableOptions: OpaquePointer
     private let blockCache: OpaquePointer
     /// The handle of each family of `families`, in its order.
@@ -138,10 +152,13 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
         defer { cNames.forEach { free($0) } }
         uncompressedOptions = rocksdb_options_create_copy(options)
         rocksdb_options_set_compression(uncompressedOptions, Int32(rocksdb_no_compression))
-        // Levels 0 and 1 are rewritten soonest and most often (each compaction from level 0
-        // rewrites all of level 1): compressing them cost Snappy in every flush and every
-        // such compaction, 2% of the machine with 1M keys in state, for bytes that
-        // are rewritten again within minutes. Deeper levels, where data stays, compress.
+        everyLevelOptions = rocksdb_options_create_copy(options)
+        rocksdb_options_set_compression(everyLevelOptions, Int32(rocksdb_snappy_compression))
+        // In the default family, whose keys come at random, levels 0 and 1 are rewritten
+        // soonest and most often (each compaction from level 0 rewrites all of level 1):
+        // compressing them cost Snappy in every flush and every such compaction, 2% of the
+        // machine with 1M keys in state, for bytes that are rewritten again within minutes.
+        // Deeper levels, where data stays, compress.
         Self.compressBelowLevel1(options)
         // Flushes and compactions write files that are read back through the block cache,
         // if at all soon: copying each of their pages into the kernel's page cache was 4% of
@@ -151,8 +168,13 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
         if directWrites { rocksdb_options_set_use_direct_io_for_flush_and_compaction(options, 1) }
         let options = options
         let uncompressedOptions = uncompressedOptions
+        let everyLevelOptions = everyLevelOptions
         let familyOptions: [OpaquePointer?] = names.map { name in
-            Self.families.first { $0.name == name }?.compressed == false ? uncompressedOptions : options
+            switch Self.families.first(where: { $0.name == name })?.compression {
+            case .uncompressed?: uncompressedOptions
+            case .everyLevel?: everyLevelOptions
+            case nil: options
+            }
         }
         let opened = cNames.map { UnsafePointer($0) }.withUnsafeBufferPointer { nameList in
             familyOptions.withUnsafeBufferPointer { optionList in
@@ -167,6 +189,7 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
             let message = Self.take(error) ?? "unknown error"
             rocksdb_options_destroy(options)
             rocksdb_options_destroy(uncompressedOptions)
+            rocksdb_options_destroy(everyLevelOptions)
             rocksdb_block_based_options_destroy(tableOptions)
             rocksdb_cache_destroy(blockCache)
             throw StorageError(.openFailed, "cannot open RocksDB at \(path): \(message)")
@@ -275,6 +298,7 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
         rocksdb_writeoptions_destroy(asyncWrite)
         rocksdb_options_destroy(options)
         rocksdb_options_destroy(uncompressedOptions)
+        rocksdb_options_destroy(everyLevelOptions)
         rocksdb_block_based_options_destroy(tableOptions)
         rocksdb_cache_destroy(blockCache)
     }

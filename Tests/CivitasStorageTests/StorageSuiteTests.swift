@@ -245,22 +245,26 @@ import Testing
         #expect(!RocksDBStore.directWritesWork(at: "/proc/civitas-\(UUID().uuidString)"))
     }
 
-    /// Tree nodes (hashes) and state values are stored uncompressed, the other families
-    /// compressed, and the memtable size is drawn from its range: read back from the
-    /// options file RocksDB writes for the store it opened.
-    @Test func stateNodesAndValuesAreStoredUncompressed() throws {
+    /// Tree nodes (hashes) and state values are stored uncompressed, blocks and receipts
+    /// (written in key order) compressed from the flush on, the default family below level
+    /// 1, and the memtable size is drawn from its range: read back from the options file
+    /// RocksDB writes for the store it opened.
+    @Test func eachFamilyIsCompressedAsItsKeysArrive() throws {
         let families = try Self.familyOptions()
         for name in ["state-nodes", "state-values"] {
             #expect(families[name]?["compression"] == "kNoCompression", "\(name)")
             #expect(families[name]?["compression_per_level"] ?? "" == "", "\(name)")
         }
-        // The other families compress below level 1 only.
-        for name in ["default", "blocks"] {
-            let levels = try #require(families[name]?["compression_per_level"]).split(separator: ":")
-            #expect(levels.count == 7, "\(name): \(levels)")
-            #expect(levels.prefix(2).allSatisfy { $0 == "kNoCompression" }, "\(name): \(levels)")
-            #expect(levels.dropFirst(2).allSatisfy { $0 == "kSnappyCompression" }, "\(name): \(levels)")
+        // A file of the ordered families moves down as it is only if every level compresses
+        // alike.
+        for name in ["blocks", "receipts"] {
+            #expect(families[name]?["compression"] == "kSnappyCompression", "\(name)")
+            #expect(families[name]?["compression_per_level"] ?? "" == "", "\(name)")
         }
+        let levels = try #require(families["default"]?["compression_per_level"]).split(separator: ":")
+        #expect(levels.count == 7, "default: \(levels)")
+        #expect(levels.prefix(2).allSatisfy { $0 == "kNoCompression" }, "default: \(levels)")
+        #expect(levels.dropFirst(2).allSatisfy { $0 == "kSnappyCompression" }, "default: \(levels)")
         let memtable = families["default"]?["write_buffer_size"].flatMap { Int($0) }
         #expect(memtable.map(RocksDBStore.memtableBytes.contains) == true, "write_buffer_size \(String(describing: memtable))")
     }
