@@ -82,7 +82,7 @@ let package = Package(
         // L3
         .target(
             name: "CivitasModules",
-            dependencies: ["CivitasCore", "CivitasCrypto", "CivitasState", "CivitasVM"],
+            dependencies: ["CivitasCore", "CivitasCrypto", "CivitasState", "CivitasStorage", "CivitasVM"],
             swiftSettings: strict),
         // L4
         .target(

@@ -1,25 +1,27 @@
 import CivitasCore
 import CivitasCrypto
 import CivitasState
+import CivitasStorage
 import CivitasVM
 
 /// The state as a block sees it while executing: the committed state plus the writes
 /// of the block's transactions so far.
 final class BlockOverlay: StateReader {
     private let base: any StateReader
-    private(set) var writes: [[UInt8]: [UInt8]?] = [:]
+    /// Keyed as one block of bytes: a state key's own hashing costs a call per byte.
+    private(set) var writes: [ByteKey: [UInt8]?] = [:]
 
     init(base: any StateReader) { self.base = base }
 
     func value(for key: [UInt8]) throws(ExecutionError) -> [UInt8]? {
-        if let pending = writes[key] { return pending }
+        if let pending = writes[ByteKey(key)] { return pending }
         return try base.value(for: key)
     }
 
-    func set(_ key: [UInt8], _ value: [UInt8]?) { writes[key] = .some(value) }
+    func set(_ key: [UInt8], _ value: [UInt8]?) { writes[ByteKey(key)] = .some(value) }
 
     func merge(_ other: [[UInt8]: [UInt8]?]) {
-        for (key, value) in other { writes[key] = .some(value) }
+        for (key, value) in other { writes[ByteKey(key)] = .some(value) }
     }
 }
 
@@ -94,7 +96,7 @@ public struct Executor: Sendable {
             gasUsed += receipt.gasUsed
             receipts.append(receipt)
         }
-        let changes = overlay.writes.map { StateTree.Change(key: $0.key, value: $0.value) }
+        let changes = overlay.writes.map { StateTree.Change(key: $0.key.bytes, value: $0.value) }
         return BlockExecution(receipts: receipts, changes: changes, gasUsed: gasUsed)
     }
 

@@ -16,13 +16,6 @@ public final class OverlayStore: KeyValueStore {
     /// 6 µs of the machine per transaction with 1M keys in state (docs/benchmarks.md).
     private let nodeEntries = Mutex<[ByteKey: [UInt8]?]?>(nil)
 
-    /// A key hashed as one block of bytes: `[UInt8]`'s own hashing feeds the hasher a
-    /// byte at a time, which made building a view of a few blocks' writes slow.
-    struct ByteKey: Hashable {
-        let bytes: [UInt8]
-        func hash(into hasher: inout Hasher) { bytes.withUnsafeBytes { hasher.combine(bytes: $0) } }
-    }
-
     public init(base: any KeyValueStore, layers: [WriteBatch]) {
         self.base = base
         self.layers = layers
@@ -47,8 +40,8 @@ public final class OverlayStore: KeyValueStore {
         for layer in layers {
             for operation in layer.operations {
                 switch operation {
-                case .put(let key, let value) where include(key): entries[ByteKey(bytes: key)] = .some(value)
-                case .delete(let key) where include(key): entries[ByteKey(bytes: key)] = .some(nil)
+                case .put(let key, let value) where include(key): entries[ByteKey(key)] = .some(value)
+                case .delete(let key) where include(key): entries[ByteKey(key)] = .some(nil)
                 default: continue
                 }
             }
@@ -66,7 +59,7 @@ public final class OverlayStore: KeyValueStore {
     }
 
     public func get(_ key: [UInt8]) throws(StorageError) -> [UInt8]? {
-        if let layered = (Self.isNode(key) ? nodes() : entries)[ByteKey(bytes: key)] { return layered }
+        if let layered = (Self.isNode(key) ? nodes() : entries)[ByteKey(key)] { return layered }
         return try base.get(key)
     }
 
@@ -76,7 +69,7 @@ public final class OverlayStore: KeyValueStore {
         // The node index once for all the keys, not under its lock per key.
         let nodeEntries = keys.contains(where: Self.isNode) ? nodes() : [:]
         for (position, key) in keys.enumerated() {
-            if let layered = (Self.isNode(key) ? nodeEntries : entries)[ByteKey(bytes: key)] {
+            if let layered = (Self.isNode(key) ? nodeEntries : entries)[ByteKey(key)] {
                 values[position] = layered
             } else {
                 unlayered.append(position)

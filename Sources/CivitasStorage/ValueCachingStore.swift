@@ -17,9 +17,9 @@ public final class ValueCachingStore: KeyValueStore {
     private let valueBytesMax: Int
 
     private struct Generations {
-        var young: [[UInt8]: [UInt8]?] = [:]
+        var young: [ByteKey: [UInt8]?] = [:]
         var youngBytes = 0
-        var old: [[UInt8]: [UInt8]?] = [:]
+        var old: [ByteKey: [UInt8]?] = [:]
         /// Moves on with every write, so a read of the base that a write overtook is not
         /// cached with its older value.
         var writes: UInt64 = 0
@@ -41,10 +41,11 @@ public final class ValueCachingStore: KeyValueStore {
 
     public func get(_ key: [UInt8]) throws(StorageError) -> [UInt8]? {
         guard key.first == prefix else { return try base.get(key) }
+        let held = ByteKey(key)
         let lookup: (hit: [UInt8]??, writes: UInt64) = generations.withLock { state in
-            if let value = state.young[key] { return (value, state.writes) }
-            if let value = state.old.removeValue(forKey: key) {
-                insert(key, value, into: &state)
+            if let value = state.young[held] { return (value, state.writes) }
+            if let value = state.old.removeValue(forKey: held) {
+                insert(held, value, into: &state)
                 return (value, state.writes)
             }
             return (nil, state.writes)
@@ -52,7 +53,7 @@ public final class ValueCachingStore: KeyValueStore {
         if let hit = lookup.hit { return hit }
         let value = try base.get(key)
         generations.withLock { state in
-            if state.writes == lookup.writes { insert(key, value, into: &state) }
+            if state.writes == lookup.writes { insert(held, value, into: &state) }
         }
         return value
     }
@@ -73,9 +74,9 @@ public final class ValueCachingStore: KeyValueStore {
             for operation in batch.operations {
                 switch operation {
                 case .put(let key, let value) where key.first == prefix:
-                    refresh(key, value, in: &state)
+                    refresh(ByteKey(key), value, in: &state)
                 case .delete(let key) where key.first == prefix:
-                    refresh(key, nil, in: &state)
+                    refresh(ByteKey(key), nil, in: &state)
                 default:
                     break
                 }
@@ -94,7 +95,7 @@ public final class ValueCachingStore: KeyValueStore {
     /// added. Blocks write keys that are rarely read again (a `kv` put never reads), and
     /// with a large state every such write was a new entry: the young generation filled
     /// every few dozen blocks and dropped the senders' entries with everything else.
-    private func refresh(_ key: [UInt8], _ value: [UInt8]?, in state: inout Generations) {
+    private func refresh(_ key: ByteKey, _ value: [UInt8]?, in state: inout Generations) {
         // The common case, a sender's nonce read at admission: updated where it lies.
         if let index = state.young.index(forKey: key), (value?.count ?? 0) <= valueBytesMax {
             state.young.values[index] = value
@@ -103,8 +104,8 @@ public final class ValueCachingStore: KeyValueStore {
         if state.young.index(forKey: key) != nil || state.old.index(forKey: key) != nil { insert(key, value, into: &state) }
     }
 
-    private func insert(_ key: [UInt8], _ value: [UInt8]?, into state: inout Generations) {
-        let size = key.count + (value?.count ?? 0)
+    private func insert(_ key: ByteKey, _ value: [UInt8]?, into state: inout Generations) {
+        let size = key.bytes.count + (value?.count ?? 0)
         guard (value?.count ?? 0) <= valueBytesMax else {
             // Too large to keep: forget any older value so no read returns it.
             state.young[key] = nil
