@@ -48,7 +48,7 @@ let package = Package(
             swiftSettings: strict + [.unsafeFlags(["-O"], .when(configuration: .debug))]),
         // RocksDB options the C API lacks, set through its C++ headers.
         .target(name: "CCivitasRocksDB", dependencies: ["CRocksDB"]),
-        .target(name: "CivitasStorage", dependencies: ["CRocksDB", "CCivitasRocksDB"], swiftSettings: strict),
+        .target(name: "CivitasStorage", dependencies: ["CivitasCore", "CRocksDB", "CCivitasRocksDB"], swiftSettings: strict),
         // A prefetch hint for the state-node cache's lookups.
         .target(name: "CCivitasMemory"),
         // L2
@@ -82,7 +82,7 @@ let package = Package(
         // L3
         .target(
             name: "CivitasModules",
-            dependencies: ["CivitasCore", "CivitasCrypto", "CivitasState", "CivitasStorage", "CivitasVM"],
+            dependencies: ["CivitasCore", "CivitasCrypto", "CivitasState", "CivitasVM"],
             swiftSettings: strict),
         // L4
         .target(

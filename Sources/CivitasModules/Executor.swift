@@ -1,7 +1,6 @@
 import CivitasCore
 import CivitasCrypto
 import CivitasState
-import CivitasStorage
 import CivitasVM
 
 /// The state as a block sees it while executing: the committed state plus the writes
@@ -20,8 +19,8 @@ final class BlockOverlay: StateReader {
 
     func set(_ key: [UInt8], _ value: [UInt8]?) { writes[ByteKey(key)] = .some(value) }
 
-    func merge(_ other: [[UInt8]: [UInt8]?]) {
-        for (key, value) in other { writes[ByteKey(key)] = .some(value) }
+    func merge(_ other: [ByteKey: [UInt8]?]) {
+        for (key, value) in other { writes[key] = .some(value) }
     }
 }
 

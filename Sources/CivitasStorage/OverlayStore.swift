@@ -1,3 +1,4 @@
+import CivitasCore
 import Synchronization
 
 /// A read view of a store with write batches laid over it, oldest first, as if they

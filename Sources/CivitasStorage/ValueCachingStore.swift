@@ -1,3 +1,4 @@
+import CivitasCore
 import Synchronization
 
 /// A store that keeps recently read and written values of one key prefix in memory.

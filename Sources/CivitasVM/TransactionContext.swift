@@ -16,7 +16,7 @@ public final class TransactionContext {
     public private(set) var events: [Event] = []
     private let base: any StateReader
     /// Writes of this call, keyed by state key; nil deletes.
-    public private(set) var writes: [[UInt8]: [UInt8]?] = [:]
+    public private(set) var writes: [ByteKey: [UInt8]?] = [:]
 
     /// How a contract reaches system modules (set by the executor, which knows them).
     public var moduleCall: ((_ module: String, _ method: String, _ arguments: [UInt8]) throws(ExecutionError) -> [UInt8])?
@@ -76,7 +76,7 @@ public final class TransactionContext {
 
     public func get(_ key: [UInt8]) throws(ExecutionError) -> [UInt8]? {
         try charge(GasSchedule.stateReadBase + GasSchedule.stateReadPerByte * UInt64(key.count))
-        if let pending = writes[key] { return pending }
+        if let pending = writes[ByteKey(key)] { return pending }
         let value = try base.value(for: key)
         try charge(GasSchedule.stateReadPerByte * UInt64(value?.count ?? 0))
         return value
@@ -86,7 +86,7 @@ public final class TransactionContext {
     /// by a fixed rule (reading contract code, for one, costs the same whether or not
     /// a node had it cached).
     public func peek(_ key: [UInt8]) throws(ExecutionError) -> [UInt8]? {
-        if let pending = writes[key] { return pending }
+        if let pending = writes[ByteKey(key)] { return pending }
         return try base.value(for: key)
     }
 
@@ -98,7 +98,7 @@ public final class TransactionContext {
             throw ExecutionError("state.value_too_large", "state value of \(value.count) bytes exceeds \(ProtocolLimits.stateValueBytesMax)")
         }
         try charge(GasSchedule.stateWriteBase + GasSchedule.stateWritePerByte * UInt64(key.count + (value?.count ?? 0)))
-        writes[key] = .some(value)
+        writes[ByteKey(key)] = .some(value)
     }
 
     public func emit(_ event: Event) throws(ExecutionError) {

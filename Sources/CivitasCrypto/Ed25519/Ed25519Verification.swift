@@ -1,3 +1,4 @@
+import CivitasCore
 import Crypto
 import Synchronization
 
@@ -95,7 +96,7 @@ public enum Ed25519Verification {
         let coefficients = self.coefficients(entries)
         var terms: [(digits: [Int8], table: OddMultiples)] = []
         terms.reserveCapacity(entries.count + 8)
-        var keyTerms: [[UInt8]: Int] = [:]
+        var keyTerms: [ByteKey: Int] = [:]
         var keyScalars: [Scalar25519] = []
         var keyTables: [OddMultiples] = []
         var baseScalar = Scalar25519.zero
@@ -103,10 +104,10 @@ public enum Ed25519Verification {
             terms.append((z.nonAdjacentForm, OddMultiples(entry.r)))
             baseScalar = baseScalar + z * entry.s
             let weight = z * entry.k
-            if let slot = keyTerms[entry.keyBytes] {
+            if let slot = keyTerms[ByteKey(entry.keyBytes)] {
                 keyScalars[slot] = keyScalars[slot] + weight
             } else {
-                keyTerms[entry.keyBytes] = keyScalars.count
+                keyTerms[ByteKey(entry.keyBytes)] = keyScalars.count
                 keyScalars.append(weight)
                 keyTables.append(entry.key.multiples)
             }
@@ -177,16 +178,17 @@ public enum Ed25519Verification {
 
     /// Decoded keys with their tables, since a sender signs many transactions. Bounded:
     /// emptied when full.
-    private static let keyCache = Mutex<[[UInt8]: DecodedKey]>([:])
+    private static let keyCache = Mutex<[ByteKey: DecodedKey]>([:])
     private static let keyCacheMax = 4_096
 
     static func decodedKey(_ bytes: [UInt8]) -> DecodedKey? {
-        if let known = keyCache.withLock({ $0[bytes] }) { return known }
+        let held = ByteKey(bytes)
+        if let known = keyCache.withLock({ $0[held] }) { return known }
         guard let point = EdwardsPoint(decoding: bytes) else { return nil }
         let key = DecodedKey(point: point, multiples: OddMultiples(point))
         keyCache.withLock { cache in
             if cache.count >= keyCacheMax { cache.removeAll(keepingCapacity: true) }
-            cache[bytes] = key
+            cache[held] = key
         }
         return key
     }

@@ -1,4 +1,4 @@
-import CivitasStorage
+import CivitasCore
 import Testing
 
 @Suite struct ByteKeyTests {
