@@ -41,13 +41,30 @@ public final class StateNodeCache: Sendable {
         let base: UnsafeMutableRawPointer
 
         static let headerBytes = 56
-        /// The index word keeps the address in its low 48 bits (user-space addresses on
-        /// the platforms we run on) and a tag of the ref's hash in the high 16.
+        /// An entry's address fits in 48 bits (user-space addresses on the platforms we run
+        /// on) and is a multiple of 16 (the arena's blocks are of 64, larger entries are
+        /// allocated 16-aligned).
         static let addressMask: UInt64 = (1 << 48) - 1
+        static let alignment: UInt64 = 16
 
         init(base: UnsafeMutableRawPointer) { self.base = base }
 
+        /// The entry at an address (a `slots` word).
         init(word: UInt64) { base = UnsafeMutableRawPointer(bitPattern: UInt(word & Self.addressMask))! }
+
+        /// The entry an index word names: a tag of the ref's hash in the high 16 bits, the
+        /// entry's distance from its home position (0–14; 15 for 15 or more) in the next 4,
+        /// and its address divided by 16 in the low 44.
+        init(indexWord word: UInt64) { base = UnsafeMutableRawPointer(bitPattern: UInt((word & Self.indexAddressMask) << 4))! }
+
+        static let indexAddressMask: UInt64 = (1 << 44) - 1
+        static let distanceUnknown = 15
+
+        static func indexWord(tag: UInt64, distance: Int, _ entry: Entry) -> UInt64 {
+            tag << 48 | UInt64(min(distance, distanceUnknown)) << 44 | entry.word >> 4
+        }
+
+        static func distance(ofIndexWord word: UInt64) -> Int { Int(truncatingIfNeeded: word >> 44) & 0xF }
 
         static func size(count: Int, hasInner: Bool) -> Int {
             hasInner ? innerOffset(count) + StateNodeCache.innerBytes : headerBytes + count
@@ -94,11 +111,12 @@ public final class StateNodeCache: Sendable {
     }
 
     /// The index of entries by ref, of our own: open addressing with linear probing over
-    /// one array of words (address and tag, 0 for none). A lookup is one probe of a cache
-    /// line that usually settles it without reading an entry, where a `Dictionary` keyed
-    /// by ref hashed forty bytes and missed the cache in its buckets, keys and values: at
-    /// a million keys in state, finding cached nodes was nearly half of the tree's update
-    /// (docs/benchmarks.md, session 12). `slots` holds the entries in CLOCK order.
+    /// one array of words (tag, distance from home and address; 0 for none). A lookup is
+    /// one probe of a cache line that usually settles it without reading an entry, where a
+    /// `Dictionary` keyed by ref hashed forty bytes and missed the cache in its buckets,
+    /// keys and values: at a million keys in state, finding cached nodes was nearly half of
+    /// the tree's update (docs/benchmarks.md, session 12). `slots` holds the entries in
+    /// CLOCK order.
     private struct Table {
         /// Index words, in a mapping of huge pages (`NodeArena`): 64 MB at 10 million keys.
         var index = Words(count: 1024)
@@ -129,7 +147,7 @@ public final class StateNodeCache: Sendable {
                     let word = index[position]
                     if word == 0 { break }
                     if word >> 48 == tag {
-                        let base = UnsafeRawPointer(Entry(word: word).base)
+                        let base = UnsafeRawPointer(Entry(indexWord: word).base)
                         for line in 0..<StateNodeCache.prefetchLines { civitas_prefetch(base + line &* 64) }
                         break
                     }
@@ -148,7 +166,7 @@ public final class StateNodeCache: Sendable {
                 let word = index[position]
                 if word == 0 { return nil }
                 if word >> 48 == tag {
-                    let entry = Entry(word: word)
+                    let entry = Entry(indexWord: word)
                     if entry.ref == ref { return (position, entry) }
                 }
                 position = (position + 1) & mask
@@ -163,14 +181,18 @@ public final class StateNodeCache: Sendable {
         mutating func link(_ entry: Entry) {
             let hash = Self.mixed(entry.ref)
             let mask = index.count - 1
-            var position = Int(truncatingIfNeeded: hash) & mask
+            let home = Int(truncatingIfNeeded: hash) & mask
+            var position = home
             while index[position] != 0 { position = (position + 1) & mask }
-            index[position] = (hash >> 48) << 48 | entry.word
+            index[position] = Entry.indexWord(tag: hash >> 48, distance: (position - home) & mask, entry)
             count += 1
         }
 
         /// Removes the entry at `position`, moving later entries of its run back into the
-        /// gap where their probe passes it (no tombstones, so probes stay short).
+        /// gap where their probe passes it (no tombstones, so probes stay short). Each word
+        /// carries its distance from home, so the entries themselves are not read: at 10
+        /// million keys, reading each one's ref to learn its home missed the processor's
+        /// cache once per word of the run (docs/benchmarks.md, session 18).
         mutating func unlink(at position: Int) {
             let mask = index.count - 1
             var hole = position
@@ -179,9 +201,14 @@ public final class StateNodeCache: Sendable {
                 next = (next + 1) & mask
                 let word = index[next]
                 if word == 0 { break }
-                let home = Int(truncatingIfNeeded: Self.mixed(Entry(word: word).ref)) & mask
-                if (next - home) & mask >= (next - hole) & mask {
-                    index[hole] = word
+                var distance = Entry.distance(ofIndexWord: word)
+                if distance == Entry.distanceUnknown {
+                    let home = Int(truncatingIfNeeded: Self.mixed(Entry(indexWord: word).ref)) & mask
+                    distance = (next - home) & mask
+                }
+                let back = (next - hole) & mask
+                if distance >= back {
+                    index[hole] = Entry.indexWord(tag: word >> 48, distance: distance - back, Entry(indexWord: word))
                     hole = next
                 }
             }
@@ -337,9 +364,9 @@ public final class StateNodeCache: Sendable {
             }
             guard table.bytes + cost <= capacityBytes else { return false }
             let entry = Entry.allocate(bytes, ref, inner: inner, in: &table.arena)
-            // An address beyond the index word's 48 bits is not cached (not met on the
-            // platforms we run on, but not assumed).
-            guard entry.word & ~Entry.addressMask == 0 else {
+            // An address beyond 48 bits or not 16-aligned does not fit an index word and
+            // is not cached (not met on the platforms we run on, but not assumed).
+            guard entry.word & ~Entry.addressMask == 0, entry.word % Entry.alignment == 0 else {
                 table.arena.release(entry.base, size: entry.size)
                 return false
             }

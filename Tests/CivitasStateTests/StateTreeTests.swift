@@ -455,6 +455,34 @@ import Testing
         for i in held { #expect(small.node(ref(i))?.prefix(2) == content(i, 0).prefix(2)[...], "seed \(seed), ref \(i)") }
     }
 
+    /// Refs spread as real ones are, so that most words of a probe run sit within 15 of
+    /// their home and removals move them back by the distance each word carries: the cache
+    /// must agree with a dictionary through inserts, removals and lookups.
+    @Test(arguments: [UInt64(4), 29]) func theIndexAgreesWithADictionaryWhenRefsSpread(seed: UInt64) {
+        var random = SeededRandom(seed: seed)
+        let refs = (0..<4_000).map { _ in
+            StateNodeRef(version: random.next() % 50, hash: Hash(bytes: (0..<32).map { _ in UInt8(truncatingIfNeeded: random.next()) }))
+        }
+        // Small enough that the index stays between a quarter and a half full.
+        let cache = StateNodeCache(capacityBytes: 4 * refs.count * (2 + StateNodeCache.entryOverhead))
+        var model: [StateNodeRef: [UInt8]] = [:]
+        for round in 0..<40_000 {
+            let i = Int(random.next() % UInt64(refs.count))
+            switch random.next() % 5 {
+            case 0, 1:
+                cache.insert([UInt8(i & 0xFF), UInt8(i >> 8)], refs[i])
+                model[refs[i]] = [UInt8(i & 0xFF), UInt8(i >> 8)]
+            case 2, 3:
+                cache.remove(refs[i])
+                model[refs[i]] = nil
+            default:
+                #expect(cache.node(refs[i]) == model[refs[i]], "seed \(seed), round \(round), ref \(i)")
+            }
+        }
+        #expect(cache.count == model.count, "seed \(seed)")
+        for (i, ref) in refs.enumerated() { #expect(cache.node(ref) == model[ref], "seed \(seed), ref \(i)") }
+    }
+
     /// A full node keeps the hashes of its inner levels in the cache, and an update that
     /// changes a few of its children reuses the others' (`StateNode.InnerHashes`): the
     /// roots and proofs must be those of an uncached tree through updates, a deletion that
