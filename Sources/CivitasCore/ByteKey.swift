@@ -1,4 +1,4 @@
-/// A store key as a dictionary key, hashed as one block of bytes.
+/// Bytes as a dictionary key (a state key, a public key), hashed as one block.
 ///
 /// `[UInt8]`'s own hashing feeds the hasher a byte at a time: building a view of a few
 /// blocks' writes was slow with it, and at saturation the per-byte calls from the

@@ -66,6 +66,11 @@ public final class StateNodeCache: Sendable {
 
         static func distance(ofIndexWord word: UInt64) -> Int { Int(truncatingIfNeeded: word >> 44) & 0xF }
 
+        /// The index word `word` with its distance replaced.
+        static func indexWord(_ word: UInt64, distance: Int) -> UInt64 {
+            word & ~(UInt64(0xF) << 44) | UInt64(min(distance, distanceUnknown)) << 44
+        }
+
         static func size(count: Int, hasInner: Bool) -> Int {
             hasInner ? innerOffset(count) + StateNodeCache.innerBytes : headerBytes + count
         }
@@ -208,7 +213,7 @@ public final class StateNodeCache: Sendable {
                 }
                 let back = (next - hole) & mask
                 if distance >= back {
-                    index[hole] = Entry.indexWord(tag: word >> 48, distance: distance - back, Entry(indexWord: word))
+                    index[hole] = Entry.indexWord(word, distance: distance - back)
                     hole = next
                 }
             }

@@ -104,10 +104,11 @@ public enum Ed25519Verification {
             terms.append((z.nonAdjacentForm, OddMultiples(entry.r)))
             baseScalar = baseScalar + z * entry.s
             let weight = z * entry.k
-            if let slot = keyTerms[ByteKey(entry.keyBytes)] {
+            let key = ByteKey(entry.keyBytes)
+            if let slot = keyTerms[key] {
                 keyScalars[slot] = keyScalars[slot] + weight
             } else {
-                keyTerms[ByteKey(entry.keyBytes)] = keyScalars.count
+                keyTerms[key] = keyScalars.count
                 keyScalars.append(weight)
                 keyTables.append(entry.key.multiples)
             }
