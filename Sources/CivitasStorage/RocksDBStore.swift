@@ -187,11 +187,7 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
         }
         guard let handle = opened else {
             let message = Self.take(error) ?? "unknown error"
-            rocksdb_options_destroy(options)
-            rocksdb_options_destroy(uncompressedOptions)
-            rocksdb_options_destroy(everyLevelOptions)
-            rocksdb_block_based_options_destroy(tableOptions)
-            rocksdb_cache_destroy(blockCache)
+            Self.destroy([options, uncompressedOptions, everyLevelOptions], tableOptions, blockCache)
             throw StorageError(.openFailed, "cannot open RocksDB at \(path): \(message)")
         }
         db = handle
@@ -269,6 +265,13 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
         return civitas_direct_writes_work(directory) == 1
     }
 
+    /// Releases the options a store opened with, on its failure to open and at its end.
+    private static func destroy(_ options: [OpaquePointer], _ tableOptions: OpaquePointer, _ blockCache: OpaquePointer) {
+        options.forEach { rocksdb_options_destroy($0) }
+        rocksdb_block_based_options_destroy(tableOptions)
+        rocksdb_cache_destroy(blockCache)
+    }
+
     /// A helper rather than inline in `init`: there, the Swift 6.3.1 compiler's
     /// sendability analysis crashed on it.
     private static func compressBelowLevel1(_ options: OpaquePointer) {
@@ -296,11 +299,7 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
         rocksdb_readoptions_destroy(readOptions)
         rocksdb_writeoptions_destroy(syncWrite)
         rocksdb_writeoptions_destroy(asyncWrite)
-        rocksdb_options_destroy(options)
-        rocksdb_options_destroy(uncompressedOptions)
-        rocksdb_options_destroy(everyLevelOptions)
-        rocksdb_block_based_options_destroy(tableOptions)
-        rocksdb_cache_destroy(blockCache)
+        Self.destroy([options, uncompressedOptions, everyLevelOptions], tableOptions, blockCache)
     }
 
     /// Closes the database: flushes nothing more (every durable batch is in the WAL),
