@@ -111,7 +111,8 @@ let package = Package(
         .target(
             name: "CivitasCommands",
             dependencies: [
-                "CivitasCore", "CivitasCrypto", "CivitasStorage", "CivitasNode", "CivitasAPI", "CivitasClient", "CivitasNetwork",
+                "CivitasCore", "CivitasCrypto", "CivitasStorage", "CivitasState", "CivitasNode", "CivitasAPI", "CivitasClient",
+                "CivitasNetwork",
                 "CivitasTesting", "CivitasConsensus", "CivitasModules", "CivitasVM",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -127,7 +128,7 @@ let package = Package(
         .target(
             name: "CivitasTesting",
             dependencies: [
-                "CivitasCore", "CivitasCrypto", "CivitasStorage", "CivitasNode", "CivitasClient", "CivitasConsensus",
+                "CivitasCore", "CivitasCrypto", "CivitasStorage", "CivitasState", "CivitasNode", "CivitasClient", "CivitasConsensus",
                 "CivitasModules", "CivitasNetwork", .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
             ],

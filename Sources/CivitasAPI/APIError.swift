@@ -51,6 +51,7 @@ public struct APIError: HTTPResponseError {
             switch error.code {
             case .notFound: .notFound
             case .heightNotCommitted, .noCertifiedBlock: .notFound
+            case .statePruned: .gone
             case .tooManyWaiters, .tooManySubscribers, .stopping: .serviceUnavailable
             default: .internalServerError
             }

@@ -27,6 +27,8 @@ struct NetworkLayout {
     var clients = 1
     /// Each node's `limits.stateCacheMebibytes`; nil keeps the default.
     var stateCacheMebibytes: Int? = nil
+    /// Each node's `limits.stateHeightsKept`; nil keeps the default.
+    var stateHeightsKept: Int? = nil
 
     static func clientKeyPath(_ directory: String, _ index: Int) -> String {
         index == 0 ? "\(directory)/keys/client.json" : "\(directory)/keys/client-\(index).json"
@@ -96,6 +98,7 @@ struct NetworkLayout {
             }
             var config = NodeConfig(apiPort: ports[index], p2pPort: ports[organisations + index], peers: peers)
             if let stateCacheMebibytes { config.limits.stateCacheMebibytes = stateCacheMebibytes }
+            if let stateHeightsKept { config.limits.stateHeightsKept = stateHeightsKept }
             try config.write(home: home)
             // A validator created here has never voted: say so in its safety data, so that
             // it votes from the first round. A node whose data directory is later lost

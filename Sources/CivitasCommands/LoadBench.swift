@@ -4,6 +4,7 @@ import CivitasClient
 import CivitasCore
 import CivitasCrypto
 import CivitasModules
+import CivitasState
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -41,6 +42,8 @@ struct LoadBench: AsyncParsableCommand {
     var preloadBatch = 1
     @Option(help: "State-tree node cache of each node of a new local network, MiB (`limits.stateCacheMebibytes`).")
     var stateCacheMib: Int?
+    @Option(help: "Heights whose whole state each node of a new local network keeps, 0 for all (`limits.stateHeightsKept`).")
+    var stateHeightsKept: Int?
     @Option(help: "transfer: recipient accounts (fewer: more contention).") var accounts = 1_000
     @Option(help: "A local network's directory.") var dir: String?
     @Option(help: "Validators of a new local network.") var devnet = 4
@@ -70,6 +73,9 @@ struct LoadBench: AsyncParsableCommand {
             throw ValidationError("--preload-batch must be 1 to \(KVModule.putManyEntriesMax)")
         }
         if let stateCacheMib, !(1...1 << 20).contains(stateCacheMib) { throw ValidationError("--state-cache-mib must be 1 to 1048576") }
+        if let stateHeightsKept, stateHeightsKept != 0, stateHeightsKept < Int(StatePruner.keptHeightsMin) {
+            throw ValidationError("--state-heights-kept must be 0 (every state) or at least \(StatePruner.keptHeightsMin)")
+        }
         guard (1...10_000_000).contains(accounts) else { throw ValidationError("--accounts must be 1 to 10000000") }
         guard (1...16).contains(devnet) else { throw ValidationError("--devnet must be 1 to 16") }
         guard (1...999).contains(clients) else { throw ValidationError("--clients must be 1 to 999") }
@@ -162,7 +168,8 @@ struct LoadBench: AsyncParsableCommand {
         if let dir {
             let layout = NetworkLayout(
                 directory: dir, chainId: "civitas-bench", hashSuite: hashSuite, schemes: SignatureScheme.allCases, keyScheme: scheme,
-                organisations: devnet, basePort: 0, clients: clients, stateCacheMebibytes: stateCacheMib)
+                organisations: devnet, basePort: 0, clients: clients, stateCacheMebibytes: stateCacheMib,
+                stateHeightsKept: stateHeightsKept)
             started = try await DevnetProcess.startAll(dir: dir, timeout: 60, layout: layout, log: { if !json { print($0) } })
             urls = started.map(\.endpoint)
             probes = started.map { NodeProcessProbe(pid: $0.pid, home: $0.home) }

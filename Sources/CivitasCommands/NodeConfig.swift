@@ -1,4 +1,5 @@
 import CivitasAPI
+import CivitasState
 import CivitasCore
 import CivitasNode
 import Foundation
@@ -139,6 +140,10 @@ public struct NodeConfig: Codable, Sendable, Equatable {
         }
         guard (1...1 << 20).contains(limits.stateCacheMebibytes) else {
             throw fail("limits.stateCacheMebibytes must be 1 to 1048576, got \(limits.stateCacheMebibytes)")
+        }
+        guard limits.stateHeightsKept == 0 || limits.stateHeightsKept >= Int(StatePruner.keptHeightsMin) else {
+            throw fail(
+                "limits.stateHeightsKept must be 0 (keep every state) or at least \(StatePruner.keptHeightsMin), got \(limits.stateHeightsKept)")
         }
         guard apiLimits.requestBytesMax >= 1_024, apiLimits.batchBytesMax >= apiLimits.requestBytesMax,
             apiLimits.batchTransactionsMax > 0, apiLimits.requestsPerSecondMax > 0,

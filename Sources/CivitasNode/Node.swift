@@ -50,6 +50,8 @@ public actor Node {
     public nonisolated let executor: Executor
     nonisolated let nodeCache: StateNodeCache
     nonisolated let stateVersions: StateVersions
+    private nonisolated let prunerThread: PrunerThread
+    private nonisolated let pruner: StatePruner
     private let ledger: Ledger
     private let state: StateStore
     private let limits: NodeLimits
@@ -76,15 +78,26 @@ public actor Node {
     private let stateCacheNodesGauge = Gauge(label: "civitas_state_cache_nodes")
     private let stateNodeReadsCounter = Counter(label: "civitas_state_nodes_read_total")
     private var stateNodeReadsReported = 0
+    private let statePrunedCounter = Counter(label: "civitas_state_nodes_pruned_total")
+    private var statePrunedReported = 0
+    private let stateOldestKeptGauge = Gauge(label: "civitas_state_oldest_kept_height")
+    private let statePruneBehindGauge = Gauge(label: "civitas_state_prune_heights_behind")
 
     public init(
         genesis: Genesis, store: any KeyValueStore, validatorKey: PrivateKey?, limits: NodeLimits = .init(),
         settings: ReplicaSettings = .init(), timing: NodeTiming = .realTime, transport: (any PeerTransport)? = nil,
         logger: Logger = Logger(label: "civitas.node")
     ) throws {
+        guard limits.stateHeightsKept == 0 || limits.stateHeightsKept >= Int(StatePruner.keptHeightsMin) else {
+            throw NodeError(
+                .config, "limits.stateHeightsKept must be 0 (keep every state) or at least \(StatePruner.keptHeightsMin), got \(limits.stateHeightsKept)")
+        }
         self.replica = try Replica(
             genesis: genesis, store: store, validatorKey: validatorKey, limits: limits.mempool,
-            stateCacheBytes: limits.stateCacheMebibytes << 20, settings: settings, logger: logger)
+            stateCacheBytes: limits.stateCacheMebibytes << 20, stateHeightsKept: UInt64(limits.stateHeightsKept), pruneInline: false,
+            settings: settings, logger: logger)
+        pruner = replica.pruner
+        prunerThread = PrunerThread(pruner: replica.pruner, logger: logger)
         self.genesis = genesis
         self.hasher = replica.hasher
         self.genesisHash = replica.genesisHash
@@ -104,7 +117,10 @@ public actor Node {
         logger.info("chain \(genesis.chainId) at height \(opened.height), state root \(opened.stateRoot)")
     }
 
-    deinit { executorThread.stop() }
+    deinit {
+        executorThread.stop()
+        prunerThread.stop()
+    }
 
     /// The validators of the current epoch.
     public nonisolated var validators: ValidatorSet { currentMembership.withLock { $0.validators } }
@@ -175,6 +191,7 @@ public actor Node {
     public func run() async {
         startIfNeeded()
         warmStateCache()
+        prunerThread.start()
         while !Task.isCancelled {
             do { try await Task.sleep(for: .seconds(3_600)) } catch { return }
         }
@@ -258,6 +275,8 @@ public actor Node {
         failedCounter.increment(by: failures)
         blocksCounter.increment()
         heightGauge.record(Int(height))
+        let pruneBehind = replica.pruner.heightsBehind
+        if pruneBehind > 0 { prunerThread.poke() }
         mempoolGauge.record(replica.mempool.count)
         stateCacheBytesGauge.record(nodeCache.bytes)
         stateCacheNodesGauge.record(nodeCache.count)
@@ -266,6 +285,13 @@ public actor Node {
             stateNodeReadsCounter.increment(by: nodesRead - stateNodeReadsReported)
             stateNodeReadsReported = nodesRead
         }
+        let pruned = replica.pruner.prunedNodes.load(ordering: .relaxed)
+        if pruned > statePrunedReported {
+            statePrunedCounter.increment(by: pruned - statePrunedReported)
+            statePrunedReported = pruned
+        }
+        stateOldestKeptGauge.record(Int(replica.pruner.oldestKept))
+        statePruneBehindGauge.record(Int(pruneBehind))
         for (index, id) in notice.transactionIds.enumerated() {
             guard let pending = waiters.removeValue(forKey: id) else { continue }
             waiterCount -= pending.count
@@ -382,6 +408,13 @@ public actor Node {
         try replica.prove(key, height: height)
     }
 
+    /// The oldest height whose state this node keeps whole (`limits.stateHeightsKept`).
+    public nonisolated var stateOldestKept: UInt64 { pruner.oldestKept }
+
+    /// Whether the pruning that commits so far allow was done within `seconds` (it runs
+    /// on a thread of its own once `run()` is called).
+    public nonisolated func waitForPruning(seconds: Double) -> Bool { prunerThread.waitUntilCaughtUp(seconds: seconds) }
+
     /// The latest committed value of a raw state key (no proof).
     public func value(_ key: [UInt8]) -> [UInt8]? { try? state.value(for: key) }
 
@@ -422,13 +455,18 @@ public struct NodeLimits: Sendable, Codable, Equatable {
     /// Memory for the state tree's internal nodes. A budget above what the current tree
     /// holds (about 100 bytes per key) keeps every block's tree update off the disk.
     public var stateCacheMebibytes: Int
+    /// How many heights below the committed one keep their whole state (reads and proofs
+    /// at them, snapshots): the tree nodes only older states name are deleted. Zero keeps
+    /// every state (an archive node). See ADR 0013.
+    public var stateHeightsKept: Int
 
     public init(
         mempool: MempoolLimits = .init(), waitersMax: Int = 20_000, subscribersMax: Int = 256, eventBufferMax: Int = 256,
-        stateCacheMebibytes: Int = StateNodeCache.defaultCapacityBytes >> 20
+        stateCacheMebibytes: Int = StateNodeCache.defaultCapacityBytes >> 20, stateHeightsKept: Int = Int(StatePruner.keptHeightsDefault)
     ) {
         self.mempool = mempool
         self.stateCacheMebibytes = stateCacheMebibytes
+        self.stateHeightsKept = stateHeightsKept
         self.waitersMax = waitersMax
         self.subscribersMax = subscribersMax
         self.eventBufferMax = eventBufferMax

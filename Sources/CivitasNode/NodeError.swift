@@ -7,6 +7,8 @@ public struct NodeError: Error, Equatable, Sendable, CustomStringConvertible {
         case notFound = "node.not_found"
         case heightNotCommitted = "node.height_not_committed"
         case noCertifiedBlock = "node.no_certified_block"
+        /// The state at that height is older than the node keeps (`limits.stateHeightsKept`).
+        case statePruned = "node.state_pruned"
         case tooManyWaiters = "node.too_many_waiters"
         case tooManySubscribers = "node.too_many_subscribers"
         case stopping = "node.stopping"

@@ -100,6 +100,18 @@ public final class Replica {
     let nodeCache: StateNodeCache
     /// Shared by the committed state and every view of an uncommitted block (`StateVersions`).
     let stateVersions: StateVersions
+    /// Deletes the tree nodes only states older than the node keeps name. With
+    /// `pruneInline` it prunes in the step that commits (the simulator, tests); otherwise
+    /// the node runs `pruner.prune` on a thread of its own, woken by commits.
+    public let pruner: StatePruner
+    let pruneInline: Bool
+    /// A snapshot being served: its height's state stays whole until the hold runs out,
+    /// renewed by each request for a page of it.
+    private var snapshotHold: (height: UInt64, untilMilliseconds: UInt64)?
+    static let snapshotHoldMilliseconds: UInt64 = 60_000
+
+    /// The height of the snapshot being served, kept whole while peers ask for its pages.
+    public var heldSnapshotHeight: UInt64? { snapshotHold.flatMap { $0.untilMilliseconds >= now ? $0.height : nil } }
     let validatorKey: PrivateKey?
     let logger: Logger
 
@@ -130,8 +142,9 @@ public final class Replica {
 
     public init(
         genesis: Genesis, store: any KeyValueStore, validatorKey: PrivateKey?, limits: MempoolLimits = .init(),
-        stateCacheBytes: Int = StateNodeCache.defaultCapacityBytes, settings: ReplicaSettings = .init(),
-        verifier: any SignatureVerifier = SignatureVerifiers(), logger: Logger = Logger(label: "civitas.replica")
+        stateCacheBytes: Int = StateNodeCache.defaultCapacityBytes, stateHeightsKept: UInt64 = 0, pruneInline: Bool = true,
+        settings: ReplicaSettings = .init(), verifier: any SignatureVerifier = SignatureVerifiers(),
+        logger: Logger = Logger(label: "civitas.replica")
     ) throws {
         try genesis.validate()
         // Senders' organisations and nonces are read by every admission and execution.
@@ -150,6 +163,8 @@ public final class Replica {
         nodeCache = StateNodeCache(capacityBytes: stateCacheBytes)
         stateVersions = try StateVersions(store: store)
         state = StateStore(store: store, hasher: hasher, cache: nodeCache, versions: stateVersions)
+        pruner = try StatePruner(store: store, keptHeights: stateHeightsKept)
+        self.pruneInline = pruneInline
         executor = Executor(chainId: genesis.chainId, hasher: hasher)
         mempool = Mempool(limits: limits)
         head = try Self.openChain(
@@ -165,6 +180,7 @@ public final class Replica {
         consensus = Self.makeConsensus(
             chainId: genesis.chainId, validators: validators, settings: settings, hasher: hasher, key: validatorKey, verifier: verifier,
             safety: safety, head: head)
+        retainState()
         if let validatorKey, validators.index(of: validatorKey.publicKey) == nil {
             logger.notice("key \(validatorKey.publicKey) is not a validator of epoch \(validators.epoch); following until a change adds it")
         }
@@ -220,7 +236,7 @@ public final class Replica {
             if format < Ledger.storeFormat { try ledger.recordFormat() }
             return block
         }
-        let (root, batch) = try state.stage(root: StateTree.emptyRoot, changes: Executor.genesisChanges(genesis, hasher: hasher))
+        let (root, batch) = try state.stage(root: StateTree.emptyRoot, changes: Executor.genesisChanges(genesis, hasher: hasher), height: 0)
         let header = BlockHeader(
             chainId: genesis.chainId, epoch: 0, height: 0, round: 0, parent: genesisHash, proposer: 0,
             timestampMilliseconds: genesis.timestampMilliseconds, transactionCount: 0, transactionsRoot: .zero,
@@ -505,7 +521,7 @@ public final class Replica {
     {
         guard let view = stateView(after: parent), let parentHeader = header(of: parent) else { return nil }
         let execution = executor.execute(transactions, height: height, base: view)
-        let (stateRoot, batch) = try view.stage(root: parentHeader.stateRoot, changes: execution.changes)
+        let (stateRoot, batch) = try view.stage(root: parentHeader.stateRoot, changes: execution.changes, height: height)
         let nextValidators = try execution.changes.first { $0.key == ValidatorSet.stateKey }?.value.map { try ValidatorSet(canonicalBytes: $0) }
         return (execution.receipts, transactions.map(\.id), stateRoot, batch, nextValidators)
     }
@@ -685,13 +701,20 @@ public final class Replica {
             guard let certificate = committed.certificate else {
                 throw NodeError(.noCertifiedBlock, "block \(target) is the genesis block, which has no certificate; prove at height ≥ 1")
             }
-            let proof = try state.tree.prove(key, root: committed.block.header.stateRoot)
+            try pruner.check(height: target)
+            let proof: StateProof
+            do { proof = try state.tree.prove(key, root: committed.block.header.stateRoot) } catch {
+                guard target < pruner.oldestKept else { throw error }
+                throw StateError(.pruned, "the state at height \(target) was pruned while it was read")
+            }
             let epoch = committed.block.header.epoch
             return StateProofBundle(
                 header: committed.block.header, evidence: try evidence(for: committed, certificate: certificate), proof: proof,
                 epochs: epochHandOvers.filter { $0.validators.epoch <= epoch })
         } catch let error as NodeError {
             throw error
+        } catch let error as StateError where error.code == .pruned {
+            throw NodeError(.statePruned, error.message)
         } catch {
             throw NodeError(.storage, "\(error)")
         }
@@ -722,9 +745,10 @@ public final class Replica {
     /// nil when this node cannot serve that height.
     func snapshotChunk(for request: SnapshotRequest) throws -> SnapshotChunk? {
         let height = request.height == 0 ? head.block.header.height : request.height
-        guard height > 0, height <= head.block.header.height, let committed = try ledger.block(at: height),
+        guard height > 0, height <= head.block.header.height, height >= pruner.oldestKept, let committed = try ledger.block(at: height),
             let certificate = committed.certificate
         else { return nil }
+        snapshotHold = (height, now + Self.snapshotHoldMilliseconds)
         var snapshotHead: SnapshotHead?
         if request.after == nil {
             var receipts: [Receipt] = []
@@ -736,8 +760,16 @@ public final class Replica {
                 block: committed.block, receipts: receipts, evidence: try evidence(for: committed, certificate: certificate),
                 epochs: epochHandOvers.filter { $0.lastHeader.height <= height })
         }
-        let entries = try state.tree.entries(
-            root: committed.block.header.stateRoot, after: request.after, limit: SnapshotChunk.entriesMax, bytesMax: SnapshotChunk.bytesMax)
+        let entries: [StateTree.Entry]
+        do {
+            entries = try state.tree.entries(
+                root: committed.block.header.stateRoot, after: request.after, limit: SnapshotChunk.entriesMax,
+                bytesMax: SnapshotChunk.bytesMax)
+        } catch {
+            // Pruned while it was read (the hold ran out between two requests).
+            guard height < pruner.oldestKept else { throw error }
+            return nil
+        }
         let bytes = entries.reduce(0) { $0 + $1.key.count + $1.value.count }
         return SnapshotChunk(
             height: height, head: snapshotHead, entries: entries,
@@ -763,7 +795,18 @@ public final class Replica {
         let senders = Set(block.block.transactions.map { Address(of: $0.body.sender, using: hasher) })
         mempool.prune(senders: senders, nextHeight: height + 1, accountNonce: committedNonce)
         if height % 64 == 0 { mempool.pruneExpired(nextHeight: height + 1) }
+        retainState()
         effects.append(.committed(CommitNotice(block: block.block, hash: block.hash, transactionIds: block.transactionIds, receipts: block.receipts)))
+    }
+
+    /// Lets the pruner go up to the oldest height kept after the head, short of a
+    /// snapshot being served.
+    private func retainState() {
+        if let hold = snapshotHold, hold.untilMilliseconds < now { snapshotHold = nil }
+        guard pruner.retain(committed: head.block.header.height, held: snapshotHold?.height), pruneInline else { return }
+        do {
+            while try pruner.prune() > 0 {}
+        } catch { fatal(error) }
     }
 
     // MARK: Catch-up

@@ -33,7 +33,7 @@ enum StoreMigration {
             let page = try store.scan(prefix: valuePrefix, start: start, limit: chunk)
             guard let last = page.last else { break }
             let changes = page.map { StateTree.Change(key: Array($0.key.dropFirst()), value: $0.value) }
-            let (next, batch) = try state.tree.update(root: root, changes: changes)
+            let (next, batch) = try state.tree.update(root: root, changes: changes, staleAt: head.block.header.height)
             try store.write(batch, durable: false)
             root = next
             records += page.count

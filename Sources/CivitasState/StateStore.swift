@@ -22,9 +22,10 @@ public final class StateStore: StateReader, Sendable {
     }
 
     /// The tree nodes and flat-index entries that move the state from `root` by
-    /// `changes`, and the new root.
-    public func stage(root: Hash, changes: [StateTree.Change]) throws(StateError) -> (root: Hash, batch: WriteBatch) {
-        var (newRoot, batch) = try tree.update(root: root, changes: changes)
+    /// `changes` in the block of `height`, and the new root. The nodes it replaces are
+    /// listed under `height` for the pruner (`StateTree.update`).
+    public func stage(root: Hash, changes: [StateTree.Change], height: UInt64) throws(StateError) -> (root: Hash, batch: WriteBatch) {
+        var (newRoot, batch) = try tree.update(root: root, changes: changes, staleAt: height)
         for change in changes {
             if let value = change.value {
                 batch.put(StorePrefix.stateValue.key(change.key), value)

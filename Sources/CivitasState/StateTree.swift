@@ -10,6 +10,8 @@ public struct StateError: Error, Equatable, Sendable, CustomStringConvertible {
         case storage = "state.storage"
         case keyTooLarge = "state.key_too_large"
         case valueTooLarge = "state.value_too_large"
+        /// The state asked for is older than the node keeps (`StatePruner`).
+        case pruned = "state.pruned"
     }
     public let code: Code
     public let message: String
@@ -359,6 +361,19 @@ public final class StateTree: Sendable {
         return key
     }
 
+    /// `x` + height (u64 BE) + version (u64 BE) + hash: node `ref`, which the update of
+    /// block `height` replaced (ADR 0013). Written in the block's batch; the state of
+    /// `height - 1` and older may name the node, the state of `height` and later do not.
+    static func staleKey(height: UInt64, _ ref: StateNodeRef) -> [UInt8] {
+        var key: [UInt8] = []
+        key.reserveCapacity(17 + Hash.byteCount)
+        key.append(StorePrefix.staleStateNode.rawValue)
+        withUnsafeBytes(of: height.bigEndian) { key.append(contentsOf: $0) }
+        withUnsafeBytes(of: ref.version.bigEndian) { key.append(contentsOf: $0) }
+        ref.hash.append(to: &key)
+        return key
+    }
+
     static func rootKey(_ hash: Hash) -> [UInt8] {
         var key: [UInt8] = []
         key.reserveCapacity(1 + Hash.byteCount)
@@ -384,8 +399,12 @@ public final class StateTree: Sendable {
         var key: [UInt8]
         /// Nil deletes the key.
         var value: [UInt8]?
-        /// Set for a leaf already in the tree that only moves down: its node is kept.
+        /// Set for a leaf already in the tree that only moves down, or whose key is written
+        /// with the value it has: its node is kept.
         var storedLeaf: StateNode.Child? = nil
+        /// The value's hash and the leaf's, when `apply` computed them to compare with the
+        /// stored leaf of the key.
+        var hashes: (value: Hash, leaf: Hash)? = nil
 
         var keepsAKey: Bool { value != nil || storedLeaf != nil }
     }
@@ -393,7 +412,11 @@ public final class StateTree: Sendable {
     /// Applies `changes` to the tree under `root` and returns the new root with the new
     /// nodes to write. Nothing is written here: the caller commits the batch together
     /// with the block, so state and ledger move atomically.
-    public func update(root: Hash, changes: [Change]) throws(StateError) -> (root: Hash, batch: WriteBatch) {
+    ///
+    /// With `staleAt`, the batch also lists under that height every stored node the
+    /// update replaces (`staleKey`), for `StatePruner`; without it they are kept unlisted,
+    /// for ever (a tree nobody prunes).
+    public func update(root: Hash, changes: [Change], staleAt height: UInt64?) throws(StateError) -> (root: Hash, batch: WriteBatch) {
         var updates: [Update] = []
         updates.reserveCapacity(changes.count)
         var seen = Set<Hash>()
@@ -416,7 +439,8 @@ public final class StateTree: Sendable {
         let oldRoot = try child(root)
         var reads = NodeReads()
         if cache?.lastUpdateMissed.load(ordering: .relaxed) ?? true { try prefetch(oldRoot, updates, into: &reads) }
-        let newRoot = try apply(oldRoot, depth: 0, updates[...], version, &writes, &reads, ahead: false)
+        var replaced: [StateNodeRef] = []
+        let newRoot = try apply(oldRoot, depth: 0, updates[...], version, &writes, &reads, &replaced, ahead: false)
         cache?.lastUpdateMissed.store(reads.fromStore > 0, ordering: .relaxed)
         if reads.fromStore > 0 { cache?.readFromStore.add(reads.fromStore, ordering: .relaxed) }
         if newRoot.kind != .empty, newRoot != oldRoot {
@@ -424,6 +448,9 @@ public final class StateTree: Sendable {
             entry.u8(newRoot.kind.rawValue)
             entry.u64(newRoot.version)
             writes.put(Self.rootKey(newRoot.hash), entry.bytes)
+        }
+        if let height {
+            for ref in replaced { writes.put(Self.staleKey(height: height, ref), []) }
         }
         var last = CanonicalWriter(capacity: 8)
         last.u64(version)
@@ -460,9 +487,10 @@ public final class StateTree: Sendable {
     /// under `version`.
     ///
     /// `ahead` is set below the node that asked the cache for its subtree (`readAhead`).
+    /// Stored nodes the update replaces are appended to `replaced`.
     private func apply(
         _ node: StateNode.Child, depth: Int, _ updates: ArraySlice<Update>, _ version: UInt64, _ writes: inout WriteBatch,
-        _ reads: inout NodeReads, ahead: Bool
+        _ reads: inout NodeReads, _ replaced: inout [StateNodeRef], ahead: Bool
     ) throws(StateError) -> StateNode.Child {
         if updates.isEmpty { return node }
         switch node.kind {
@@ -470,7 +498,20 @@ public final class StateTree: Sendable {
             return try build(depth: depth, updates.filter(\.keepsAKey)[...], version, &writes)
         case .leaf:
             var merged = updates.filter(\.keepsAKey)
-            if !updates.contains(where: { $0.keyHash == node.keyHash }) {
+            if let index = merged.firstIndex(where: { $0.keyHash == node.keyHash }) {
+                let valueHash = hasher.hash(.stateValue, merged[index].value!)
+                let leafHash = hasher.hash(.stateLeaf, node.keyHash, valueHash)
+                if leafHash == node.hash {
+                    // The value it has: the stored leaf stays, so no block's subtree names
+                    // a copy of it that nothing else would (and no pruner would find).
+                    merged[index] = Update(keyHash: node.keyHash, key: [], value: nil, storedLeaf: node)
+                } else {
+                    merged[index].hashes = (valueHash, leafHash)
+                    replaced.append(node.ref)
+                }
+            } else if updates.contains(where: { $0.keyHash == node.keyHash }) {
+                replaced.append(node.ref)
+            } else {
                 let index = merged.firstIndex { $0.keyHash > node.keyHash } ?? merged.endIndex
                 merged.insert(Update(keyHash: node.keyHash, key: [], value: nil, storedLeaf: node), at: index)
             }
@@ -483,17 +524,25 @@ public final class StateTree: Sendable {
             if readsAhead { readAhead(&children, updates, depth: depth) }
             var touched: UInt16 = 0
             var start = updates.startIndex
+            let replacedBelow = replaced.count
             while start < updates.endIndex {
                 let (slot, end) = Self.slotRun(updates, from: start, depth: depth)
                 children[slot] = try apply(
-                    children[slot], depth: depth + 1, updates[start..<end], version, &writes, &reads, ahead: ahead || readsAhead)
+                    children[slot], depth: depth + 1, updates[start..<end], version, &writes, &reads, &replaced,
+                    ahead: ahead || readsAhead)
                 touched |= 1 << UInt16(slot)
                 start = end
             }
             let subtree = fold(&children, 0, StateNode.fanout, &inner, reuse: hasInner ? ~touched : 0)
-            // Writes that leave the subtree as it was keep the stored node.
-            guard subtree.hash != node.hash else { return node }
+            // Writes that leave the subtree as it was keep the stored node, and with it every
+            // node below (none can have changed under an unchanged hash; a pruned live node
+            // would lose state, so the list is cut back all the same).
+            guard subtree.hash != node.hash else {
+                replaced.removeSubrange(replacedBelow...)
+                return node
+            }
             cache?.remove(node.ref)
+            replaced.append(node.ref)
             return stored(subtree, &children, &inner, version, &writes)
         }
     }
@@ -535,9 +584,11 @@ public final class StateTree: Sendable {
         if leaves.count == 1 {
             if let stored = first.storedLeaf { return stored }
             if let value = first.value {
-                let valueHash = hasher.hash(.stateValue, value)
-                let leaf = StateNode.Child(
-                    kind: .leaf, hash: hasher.hash(.stateLeaf, first.keyHash, valueHash), version: version, keyHash: first.keyHash)
+                let (valueHash, leafHash) = first.hashes ?? {
+                    let valueHash = hasher.hash(.stateValue, value)
+                    return (valueHash, hasher.hash(.stateLeaf, first.keyHash, valueHash))
+                }()
+                let leaf = StateNode.Child(kind: .leaf, hash: leafHash, version: version, keyHash: first.keyHash)
                 writes.put(
                     Self.nodeKey(leaf.ref),
                     StateNode.encodedLeaf(keyHash: first.keyHash, valueHash: valueHash, key: first.key, value: value))

@@ -15,6 +15,10 @@ public enum StorePrefix: UInt8, Sendable {
     case receipt = 0x65
     /// `s` + version (8 bytes, big-endian) + node hash → state tree node (ADR 0011).
     case stateNode = 0x73
+    /// `x` + height (8 bytes, big-endian) + version (8) + node hash → what pruning that
+    /// height removes (a tree node, its root-index entry): the nodes the block of that
+    /// height replaced (ADR 0013).
+    case staleStateNode = 0x78
     /// `r` + root hash → kind (1 byte) + version (8) of that state root's node.
     case stateRoot = 0x72
     /// `n` + node hash → state tree node, as stores of format 3 and before kept it; read

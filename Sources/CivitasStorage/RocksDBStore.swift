@@ -11,9 +11,9 @@ import Glibc
 /// by the layer above (see `docs/architecture.md`, "Storage layout").
 ///
 /// The bulky prefixes whose keys are written in increasing order (blocks and receipts by
-/// height, tree nodes by version) each live in a column family of their own: there a flush's file lies
-/// after every older one, and compaction moves it down instead of merging it with files
-/// of keys written at random. The flat state values, written at random and as many as
+/// height, tree nodes by version, the lists of replaced nodes by height) each live in a
+/// column family of their own: there a flush's file lies after every older one, and
+/// compaction moves it down instead of merging it with files of keys written at random. The flat state values, written at random and as many as
 /// there are keys in state, have a family of their own too, so that the transaction
 /// index and the small prefixes, which the default family keeps, are not merged with
 /// them at every compaction.
@@ -22,7 +22,7 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
     /// files are compressed.
     static let families: [(prefix: StorePrefix, name: String, compression: Compression)] = [
         (.block, "blocks", .everyLevel), (.stateNode, "state-nodes", .uncompressed), (.stateValue, "state-values", .uncompressed),
-        (.receipt, "receipts", .everyLevel),
+        (.receipt, "receipts", .everyLevel), (.staleStateNode, "state-stale", .uncompressed),
     ]
 
     enum Compression {

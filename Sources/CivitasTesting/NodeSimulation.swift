@@ -5,6 +5,7 @@ import CivitasCrypto
 import CivitasModules
 import CivitasNetwork
 import CivitasNode
+import CivitasState
 import CivitasStorage
 import Foundation
 import HeapModule
@@ -38,6 +39,8 @@ public final class NodeSimulation {
         /// A validator that lost its disk comes back from a peer's snapshot (ADR 0005)
         /// instead of replaying the chain.
         public var stateSync = false
+        /// Each replica's `stateHeightsKept`, pruned in the step that commits: 0 keeps all.
+        public var stateHeightsKept: UInt64 = 0
         public init() {}
     }
 
@@ -189,7 +192,8 @@ public final class NodeSimulation {
 
     func boot(_ node: SimulatedNode) throws {
         let replica = try Replica(
-            genesis: genesis, store: node.store, validatorKey: node.key, settings: settingsForReplica, verifier: verifier, logger: logger)
+            genesis: genesis, store: node.store, validatorKey: node.key, stateHeightsKept: settings.stateHeightsKept,
+            settings: settingsForReplica, verifier: verifier, logger: logger)
         node.replica = replica
         node.height = replica.head.block.header.height
         try perform(node, replica.start(now: now))
@@ -495,14 +499,38 @@ public final class NodeSimulation {
     /// The running replica of node `index`, nil while it is down.
     public func replica(_ index: Int) -> Replica? { nodes[index].replica }
 
-    /// Every committed height of every running validator proves a state value to a
-    /// light client that trusts only the genesis: across batch commits and epoch ends.
+    /// Every committed height a running validator keeps proves a state value to a light
+    /// client that trusts only the genesis: across batch commits and epoch ends. With
+    /// pruning, the oldest kept state and the latest read whole, the heights below the
+    /// oldest kept answer `node.state_pruned`, and a node that has committed enough
+    /// heights has pruned.
     public func checkProofs() throws {
         let client = try LightClient(genesis: genesis)
         for node in nodes where node.up {
             guard let replica = node.replica, latestValidators?.index(of: node.key.publicKey) != nil else { continue }
             let base = try Ledger(store: node.store, hasher: hasher).baseHeight()
-            for height in stride(from: max(1, base), through: replica.head.block.header.height, by: 1) {
+            let head = replica.head.block.header.height
+            let oldest = replica.pruner.oldestKept
+            let kept = settings.stateHeightsKept
+            if kept > 0, head > kept, oldest < min(head - kept, replica.heldSnapshotHeight ?? .max) {
+                throw fail(
+                    "node \(node.index): at height \(head) keeping \(kept) heights (holding \(replica.heldSnapshotHeight.map(String.init) ?? "none")), "
+                        + "the oldest kept is \(oldest)")
+            }
+            for height in stride(from: max(1, base), to: min(oldest, head + 1), by: 1) {
+                do {
+                    _ = try replica.prove(StateKeys.supply, height: height)
+                    throw fail("node \(node.index): height \(height) proves below the oldest kept \(oldest)")
+                } catch let error as NodeError where error.code == .statePruned {}
+            }
+            let tree = StateTree(store: node.store, hasher: hasher)
+            for height in Set([max(oldest, base), head]) {
+                guard let root = try Ledger(store: node.store, hasher: hasher).block(at: height)?.block.header.stateRoot else { continue }
+                do { _ = try tree.entries(root: root, after: nil, limit: .max, bytesMax: .max) } catch {
+                    throw fail("node \(node.index): the state at kept height \(height) does not read whole: \(error)")
+                }
+            }
+            for height in stride(from: max(1, base, oldest), through: head, by: 1) {
                 let bundle = try replica.prove(StateKeys.supply, height: height)
                 let document = ProofDocument(
                     header: bundle.header, evidence: bundle.evidence, proof: bundle.proof, blockHash: bundle.header.hash(using: hasher),

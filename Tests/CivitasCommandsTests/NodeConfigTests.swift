@@ -20,6 +20,10 @@ import Testing
         #expect(config.apiHost == "127.0.0.1")
         #expect(config.limits.stateCacheMebibytes == 512)
         #expect(try decode(#"{"limits": {"stateCacheMebibytes": 2048}}"#).limits.stateCacheMebibytes == 2048)
+        #expect(config.limits.stateHeightsKept == 100_000)
+        let archive = try decode(#"{"limits": {"stateHeightsKept": 0}}"#)
+        #expect(archive.limits.stateHeightsKept == 0)
+        try archive.validate(path: "node.json")
     }
 
     @Test func theValidatorKeyIsPresentOnlyWhenNamed() throws {
@@ -60,6 +64,8 @@ import Testing
             (#"{"limits": {"mempool": {"transactionsMax": 0}}}"#, "limits.mempool"),
             (#"{"limits": {"stateCacheMebibytes": 0}}"#, "limits.stateCacheMebibytes"),
             (#"{"limits": {"stateCacheMebibytes": 2000000}}"#, "limits.stateCacheMebibytes"),
+            (#"{"limits": {"stateHeightsKept": 5}}"#, "limits.stateHeightsKept must be 0 (keep every state) or at least 16"),
+            (#"{"limits": {"stateHeightsKept": -1}}"#, "limits.stateHeightsKept must be 0 (keep every state) or at least 16, got -1"),
         ]
         for (json, expected) in cases {
             let config = try decode(json)

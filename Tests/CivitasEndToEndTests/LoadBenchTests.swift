@@ -122,7 +122,7 @@ import Testing
         let run = try bench(
             [
                 "--dir", net, "--devnet", "1", "--clients", "2", "--preload", "1000", "--preload-batch", "50",
-                "--state-cache-mib", "64", "--concurrency", "2", "--batch", "5", "--duration", "1", "--warmup", "1",
+                "--state-cache-mib", "64", "--state-heights-kept", "20", "--concurrency", "2", "--batch", "5", "--duration", "1", "--warmup", "1",
                 "--records", "1", "--transactions-max", "2000", "--keep-running",
             ], in: directory.path)
         #expect(run.status == 0, "\(run.output)")
@@ -132,6 +132,7 @@ import Testing
         #expect(report.committed > 0 && report.failedReceipts == 0)
         let config = try NodeConfig.load(home: NetworkLayout.nodeHome(net, 0))
         #expect(config.limits.stateCacheMebibytes == 64)
+        #expect(config.limits.stateHeightsKept == 20)
 
         let owner = Address(of: try KeyFile.load(NetworkLayout.clientKeyPath(net, 0)).publicKey, using: ChainHasher(.sha256))
         let api = "http://" + (try String(contentsOfFile: net + "/node0/api.addr", encoding: .utf8)).trimmingCharacters(in: .whitespacesAndNewlines)
@@ -144,7 +145,7 @@ import Testing
     @Test func badPreloadOptionsAreRefused() throws {
         let directory = TemporaryDirectory("e2e-bench-preload-bad")
         defer { directory.remove() }
-        for arguments in [["--preload-batch", "0"], ["--preload-batch", "1025"], ["--state-cache-mib", "0"]] {
+        for arguments in [["--preload-batch", "0"], ["--preload-batch", "1025"], ["--state-cache-mib", "0"], ["--state-heights-kept", "3"]] {
             let run = try bench(["--dir", directory.path + "/net"] + arguments, in: directory.path)
             #expect(run.status != 0, "\(arguments)")
             #expect(!FileSystem.exists(directory.path + "/net/genesis.json"))

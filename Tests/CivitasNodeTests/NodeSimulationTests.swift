@@ -101,6 +101,37 @@ import Testing
         #expect(loaded > 0, "no wiped validator came back from a snapshot")
     }
 
+    /// Validators that keep only the last 16 heights' state prune as they commit, crash
+    /// (losing what was not synced, pruning pages included) and come back from snapshots
+    /// served by peers that go on pruning: identical ledgers, every transaction committed,
+    /// every kept height proves and reads whole, every older one answers
+    /// `node.state_pruned`.
+    @Test func prunedStateUnderCrashesAndSnapshots() throws {
+        var settings = NodeSimulation.Settings()
+        settings.stateHeightsKept = 16
+        settings.stateSync = true
+        settings.crashes = true
+        settings.wipes = true
+        settings.loss = 0.02
+        var pruned = 0
+        var loaded = 0
+        for seed in Self.seeds(5, salt: 18) {
+            do {
+                let simulation = try NodeSimulation(seed: seed, settings: settings)
+                try simulation.run()
+                try simulation.checkLedgers()
+                try simulation.checkProofs()
+                pruned += (0..<settings.validators).compactMap { simulation.replica($0)?.pruner.oldestKept }.filter { $0 > 0 }.count
+                loaded += simulation.snapshotsLoaded
+            } catch {
+                Issue.record("\(error)")
+                return
+            }
+        }
+        #expect(pruned > 0, "no validator pruned")
+        #expect(loaded > 0, "no wiped validator came back from a snapshot")
+    }
+
     @Test func oneValidatorAlone() {
         var settings = NodeSimulation.Settings()
         settings.validators = 1

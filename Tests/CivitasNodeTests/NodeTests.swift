@@ -27,6 +27,43 @@ import Testing
         #expect(bundle.proof.verify(root: committed.block.header.stateRoot, using: chain.hasher))
     }
 
+    /// A node that keeps 16 heights prunes on its own thread as it commits: proofs at
+    /// older heights answer `node.state_pruned`, the kept ones prove, and the store holds
+    /// fewer tree nodes than an archive node's after the same blocks.
+    @Test func aNodePrunesStatesOlderThanItKeeps() async throws {
+        func run(keeping kept: UInt64) async throws -> (Node, MemoryStore) {
+            let store = MemoryStore()
+            let node = try chain.node(store: store, limits: NodeLimits(stateHeightsKept: Int(kept)))
+            let running = Task { await node.run() }
+            defer { running.cancel() }
+            for nonce in 0..<40 {
+                try await node.submit(chain.transaction(put("k\(nonce % 4)", "v\(nonce)"), nonce: UInt64(nonce)))
+                try #require(await node.produceBlock() != nil)
+            }
+            #expect(node.waitForPruning(seconds: 30))
+            return (node, store)
+        }
+        let (node, store) = try await run(keeping: 16)
+        let head = await node.status().height
+        #expect(node.stateOldestKept == head - 16)
+        let key = StateKeys.kv(owner: chain.address(chain.clients[0]), key: Array("k1".utf8))
+        for height in [1, head - 17] {
+            let error = await #expect(throws: NodeError.self) { try await node.prove(key, height: height) }
+            #expect(error?.code == .statePruned)
+        }
+        for height in (head - 16)...head {
+            let bundle = try await node.prove(key, height: height)
+            #expect(bundle.proof.verify(root: bundle.header.stateRoot, using: chain.hasher))
+        }
+        let (_, archive) = try await run(keeping: 0)
+        for bad in [-1, 1, 15] {
+            let error = #expect(throws: NodeError.self) { try chain.node(limits: NodeLimits(stateHeightsKept: bad)) }
+            #expect(error?.code == .config)
+        }
+        let nodes = { (store: MemoryStore) in try store.scan(prefix: [StorePrefix.stateNode.rawValue], start: nil, limit: .max).count }
+        #expect(try nodes(store) < nodes(archive))
+    }
+
     func rejection(_ node: Node, _ transaction: VerifiedTransaction) async -> TransactionError.Code? {
         do {
             try await node.submit(transaction)
