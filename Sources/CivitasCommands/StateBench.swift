@@ -87,13 +87,13 @@ struct StateBench: AsyncParsableCommand {
         // The genesis state, then the records in chunks, each one tree update and a
         // durable write, as blocks would leave them (but far larger than a block).
         let loadStart = ContinuousClock.now
-        var (root, batch) = try state.stage(root: .zero, changes: Executor.genesisChanges(chain.genesis, hasher: hasher), height: 0)
+        var (root, batch) = try state.stage(root: .zero, changes: Executor.genesisChanges(chain.genesis, hasher: hasher), staleAt: nil)
         try store.write(batch, durable: true)
         var loaded = 0
         while loaded < count {
             let end = min(count, loaded + loadChunk)
             let changes = (loaded..<end).map { StateTree.Change(key: StateKeys.kv(owner: owner, key: Self.recordKey($0)), value: value()) }
-            (root, batch) = try state.stage(root: root, changes: changes, height: 0)
+            (root, batch) = try state.stage(root: root, changes: changes, staleAt: nil)
             try store.write(batch, durable: true)
             loaded = end
         }
@@ -114,7 +114,7 @@ struct StateBench: AsyncParsableCommand {
             guard execution.receipts.allSatisfy({ $0.status == .success }) else {
                 throw CommandError("a kv put failed: \(execution.receipts.first { $0.status != .success }!.status)")
             }
-            (root, batch) = try state.stage(root: root, changes: execution.changes, height: height)
+            (root, batch) = try state.stage(root: root, changes: execution.changes, staleAt: nil)
             try store.write(batch, durable: true)
             // The first block warms the caches and is not counted.
             if number > 0 { elapsed += ContinuousClock.now - start }

@@ -236,7 +236,7 @@ public final class Replica {
             if format < Ledger.storeFormat { try ledger.recordFormat() }
             return block
         }
-        let (root, batch) = try state.stage(root: StateTree.emptyRoot, changes: Executor.genesisChanges(genesis, hasher: hasher), height: 0)
+        let (root, batch) = try state.stage(root: StateTree.emptyRoot, changes: Executor.genesisChanges(genesis, hasher: hasher), staleAt: nil)
         let header = BlockHeader(
             chainId: genesis.chainId, epoch: 0, height: 0, round: 0, parent: genesisHash, proposer: 0,
             timestampMilliseconds: genesis.timestampMilliseconds, transactionCount: 0, transactionsRoot: .zero,
@@ -521,7 +521,10 @@ public final class Replica {
     {
         guard let view = stateView(after: parent), let parentHeader = header(of: parent) else { return nil }
         let execution = executor.execute(transactions, height: height, base: view)
-        let (stateRoot, batch) = try view.stage(root: parentHeader.stateRoot, changes: execution.changes, height: height)
+        // An archive node never prunes, so it lists nothing (switched to pruning later, it
+        // prunes only what blocks listed from then on).
+        let (stateRoot, batch) = try view.stage(
+            root: parentHeader.stateRoot, changes: execution.changes, staleAt: pruner.keptHeights > 0 ? height : nil)
         let nextValidators = try execution.changes.first { $0.key == ValidatorSet.stateKey }?.value.map { try ValidatorSet(canonicalBytes: $0) }
         return (execution.receipts, transactions.map(\.id), stateRoot, batch, nextValidators)
     }

@@ -132,7 +132,7 @@ public final class SnapshotSync {
             changes.append(.init(key: entry.key, value: entry.value))
         }
         do {
-            let (newRoot, batch) = try state.stage(root: root, changes: changes, height: head.block.header.height)
+            let (newRoot, batch) = try state.stage(root: root, changes: changes, staleAt: head.block.header.height)
             try store.write(batch, durable: false)
             root = newRoot
         } catch {

@@ -18,8 +18,10 @@ import Synchronization
 /// Root-index entries (`r`) stay: 42 bytes per block, beside blocks that are kept too, and
 /// a root that comes back later shares its entry with the older one.
 public final class StatePruner: Sendable {
-    /// About a day of blocks under load at a block a second.
-    public static let keptHeightsDefault: UInt64 = 100_000
+    /// Every state is kept unless an operator asks otherwise: deleting single nodes from
+    /// the version-ordered `state-nodes` family costs compactions that rewrite its deep
+    /// levels (ADR 0013, docs/benchmarks.md, session 19).
+    public static let keptHeightsDefault: UInt64 = 0
     /// Below this a block's own execution could outrun the state it reads.
     public static let keptHeightsMin: UInt64 = 16
     public static let pageEntries = 10_000

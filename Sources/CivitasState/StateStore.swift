@@ -22,9 +22,11 @@ public final class StateStore: StateReader, Sendable {
     }
 
     /// The tree nodes and flat-index entries that move the state from `root` by
-    /// `changes` in the block of `height`, and the new root. The nodes it replaces are
-    /// listed under `height` for the pruner (`StateTree.update`).
-    public func stage(root: Hash, changes: [StateTree.Change], height: UInt64) throws(StateError) -> (root: Hash, batch: WriteBatch) {
+    /// `changes`, and the new root. With `staleAt` (the block's height, on a node that
+    /// prunes) the nodes it replaces are listed under it for the pruner (`StateTree.update`).
+    public func stage(root: Hash, changes: [StateTree.Change], staleAt height: UInt64?) throws(StateError) -> (
+        root: Hash, batch: WriteBatch
+    ) {
         var (newRoot, batch) = try tree.update(root: root, changes: changes, staleAt: height)
         for change in changes {
             if let value = change.value {

@@ -39,7 +39,7 @@ public final class ExecutionChain {
             allocations: [], timestampMilliseconds: 0)
         state = StateStore(store: store, hasher: hasher)
         executor = Executor(chainId: "gov", hasher: hasher)
-        let (root, batch) = try state.stage(root: StateTree.emptyRoot, changes: Executor.genesisChanges(genesis, hasher: hasher), height: 0)
+        let (root, batch) = try state.stage(root: StateTree.emptyRoot, changes: Executor.genesisChanges(genesis, hasher: hasher), staleAt: nil)
         try store.write(batch, durable: false)
         self.root = root
     }
@@ -64,7 +64,7 @@ public final class ExecutionChain {
     public func execute(_ transactions: [VerifiedTransaction]) throws -> [Receipt] {
         height += 1
         let execution = executor.execute(transactions, height: height, base: state)
-        let (root, batch) = try state.stage(root: self.root, changes: execution.changes, height: height)
+        let (root, batch) = try state.stage(root: self.root, changes: execution.changes, staleAt: height)
         try store.write(batch, durable: false)
         self.root = root
         return execution.receipts

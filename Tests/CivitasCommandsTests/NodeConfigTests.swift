@@ -20,10 +20,10 @@ import Testing
         #expect(config.apiHost == "127.0.0.1")
         #expect(config.limits.stateCacheMebibytes == 512)
         #expect(try decode(#"{"limits": {"stateCacheMebibytes": 2048}}"#).limits.stateCacheMebibytes == 2048)
-        #expect(config.limits.stateHeightsKept == 100_000)
-        let archive = try decode(#"{"limits": {"stateHeightsKept": 0}}"#)
-        #expect(archive.limits.stateHeightsKept == 0)
-        try archive.validate(path: "node.json")
+        #expect(config.limits.stateHeightsKept == 0)
+        let pruning = try decode(#"{"limits": {"stateHeightsKept": 1000}}"#)
+        #expect(pruning.limits.stateHeightsKept == 1000)
+        try pruning.validate(path: "node.json")
     }
 
     @Test func theValidatorKeyIsPresentOnlyWhenNamed() throws {

@@ -29,7 +29,8 @@ import Testing
 
     /// A node that keeps 16 heights prunes on its own thread as it commits: proofs at
     /// older heights answer `node.state_pruned`, the kept ones prove, and the store holds
-    /// fewer tree nodes than an archive node's after the same blocks.
+    /// fewer tree nodes than an archive node's after the same blocks; the archive node
+    /// (the default) lists nothing for a pruner.
     @Test func aNodePrunesStatesOlderThanItKeeps() async throws {
         func run(keeping kept: UInt64) async throws -> (Node, MemoryStore) {
             let store = MemoryStore()
@@ -62,6 +63,8 @@ import Testing
         }
         let nodes = { (store: MemoryStore) in try store.scan(prefix: [StorePrefix.stateNode.rawValue], start: nil, limit: .max).count }
         #expect(try nodes(store) < nodes(archive))
+        #expect(try archive.scan(prefix: [StorePrefix.staleStateNode.rawValue], start: nil, limit: 1).isEmpty)
+        #expect(try !store.scan(prefix: [StorePrefix.staleStateNode.rawValue], start: nil, limit: 1).isEmpty)
     }
 
     func rejection(_ node: Node, _ transaction: VerifiedTransaction) async -> TransactionError.Code? {
