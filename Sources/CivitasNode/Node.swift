@@ -191,7 +191,8 @@ public actor Node {
     public func run() async {
         startIfNeeded()
         warmStateCache()
-        prunerThread.start()
+        // An archive node lists nothing to prune.
+        if pruner.keptHeights > 0 { prunerThread.start() }
         while !Task.isCancelled {
             do { try await Task.sleep(for: .seconds(3_600)) } catch { return }
         }
