@@ -439,7 +439,8 @@ public final class StateTree: Sendable {
         let oldRoot = try child(root)
         var reads = NodeReads()
         if cache?.lastUpdateMissed.load(ordering: .relaxed) ?? true { try prefetch(oldRoot, updates, into: &reads) }
-        var replaced: [StateNodeRef] = []
+        // Only an update that lists what it replaces collects it.
+        var replaced: [StateNodeRef]? = height == nil ? nil : []
         let newRoot = try apply(oldRoot, depth: 0, updates[...], version, &writes, &reads, &replaced, ahead: false)
         cache?.lastUpdateMissed.store(reads.fromStore > 0, ordering: .relaxed)
         if reads.fromStore > 0 { cache?.readFromStore.add(reads.fromStore, ordering: .relaxed) }
@@ -450,7 +451,7 @@ public final class StateTree: Sendable {
             writes.put(Self.rootKey(newRoot.hash), entry.bytes)
         }
         if let height {
-            for ref in replaced { writes.put(Self.staleKey(height: height, ref), []) }
+            for ref in replaced ?? [] { writes.put(Self.staleKey(height: height, ref), []) }
         }
         var last = CanonicalWriter(capacity: 8)
         last.u64(version)
@@ -487,10 +488,10 @@ public final class StateTree: Sendable {
     /// under `version`.
     ///
     /// `ahead` is set below the node that asked the cache for its subtree (`readAhead`).
-    /// Stored nodes the update replaces are appended to `replaced`.
+    /// Stored nodes the update replaces are appended to `replaced`, if it is not nil.
     private func apply(
         _ node: StateNode.Child, depth: Int, _ updates: ArraySlice<Update>, _ version: UInt64, _ writes: inout WriteBatch,
-        _ reads: inout NodeReads, _ replaced: inout [StateNodeRef], ahead: Bool
+        _ reads: inout NodeReads, _ replaced: inout [StateNodeRef]?, ahead: Bool
     ) throws(StateError) -> StateNode.Child {
         if updates.isEmpty { return node }
         switch node.kind {
@@ -507,10 +508,10 @@ public final class StateTree: Sendable {
                     merged[index] = Update(keyHash: node.keyHash, key: [], value: nil, storedLeaf: node)
                 } else {
                     merged[index].hashes = (valueHash, leafHash)
-                    replaced.append(node.ref)
+                    replaced?.append(node.ref)
                 }
             } else if updates.contains(where: { $0.keyHash == node.keyHash }) {
-                replaced.append(node.ref)
+                replaced?.append(node.ref)
             } else {
                 let index = merged.firstIndex { $0.keyHash > node.keyHash } ?? merged.endIndex
                 merged.insert(Update(keyHash: node.keyHash, key: [], value: nil, storedLeaf: node), at: index)
@@ -524,7 +525,7 @@ public final class StateTree: Sendable {
             if readsAhead { readAhead(&children, updates, depth: depth) }
             var touched: UInt16 = 0
             var start = updates.startIndex
-            let replacedBelow = replaced.count
+            let replacedBelow = replaced?.count ?? 0
             while start < updates.endIndex {
                 let (slot, end) = Self.slotRun(updates, from: start, depth: depth)
                 children[slot] = try apply(
@@ -538,11 +539,11 @@ public final class StateTree: Sendable {
             // node below (none can have changed under an unchanged hash; a pruned live node
             // would lose state, so the list is cut back all the same).
             guard subtree.hash != node.hash else {
-                replaced.removeSubrange(replacedBelow...)
+                replaced?.removeSubrange(replacedBelow...)
                 return node
             }
             cache?.remove(node.ref)
-            replaced.append(node.ref)
+            replaced?.append(node.ref)
             return stored(subtree, &children, &inner, version, &writes)
         }
     }

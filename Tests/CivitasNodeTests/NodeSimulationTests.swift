@@ -14,7 +14,8 @@ import Testing
         return (0..<count).map { $0 &* 0x5851_F42D &+ salt }
     }
 
-    func run(_ settings: NodeSimulation.Settings, seeds: [UInt64]) {
+    /// Runs and checks a simulation per seed; `each` sees every one that passed.
+    func run(_ settings: NodeSimulation.Settings, seeds: [UInt64], each: (NodeSimulation) -> Void = { _ in }) {
         for seed in seeds {
             do {
                 let simulation = try NodeSimulation(seed: seed, settings: settings)
@@ -28,6 +29,7 @@ import Testing
                     #expect(last?.epoch == 2, "seed \(seed): ended in epoch \(String(describing: last?.epoch))")
                     #expect(last?.validators.map(\.organisation) == ["org0", "org2", "org3", "org4"], "seed \(seed)")
                 }
+                each(simulation)
             } catch {
                 Issue.record("\(error)")
                 return
@@ -86,18 +88,7 @@ import Testing
         settings.loss = 0.02
         settings.partitions = true
         var loaded = 0
-        for seed in Self.seeds(5, salt: 17) {
-            do {
-                let simulation = try NodeSimulation(seed: seed, settings: settings)
-                try simulation.run()
-                try simulation.checkLedgers()
-                try simulation.checkProofs()
-                loaded += simulation.snapshotsLoaded
-            } catch {
-                Issue.record("\(error)")
-                return
-            }
-        }
+        run(settings, seeds: Self.seeds(5, salt: 17)) { loaded += $0.snapshotsLoaded }
         #expect(loaded > 0, "no wiped validator came back from a snapshot")
     }
 
@@ -115,18 +106,9 @@ import Testing
         settings.loss = 0.02
         var pruned = 0
         var loaded = 0
-        for seed in Self.seeds(5, salt: 18) {
-            do {
-                let simulation = try NodeSimulation(seed: seed, settings: settings)
-                try simulation.run()
-                try simulation.checkLedgers()
-                try simulation.checkProofs()
-                pruned += (0..<settings.validators).compactMap { simulation.replica($0)?.pruner.oldestKept }.filter { $0 > 0 }.count
-                loaded += simulation.snapshotsLoaded
-            } catch {
-                Issue.record("\(error)")
-                return
-            }
+        run(settings, seeds: Self.seeds(5, salt: 18)) { simulation in
+            pruned += (0..<settings.validators).compactMap { simulation.replica($0)?.pruner.oldestKept }.filter { $0 > 0 }.count
+            loaded += simulation.snapshotsLoaded
         }
         #expect(pruned > 0, "no validator pruned")
         #expect(loaded > 0, "no wiped validator came back from a snapshot")
