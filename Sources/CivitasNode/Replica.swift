@@ -58,6 +58,9 @@ struct ExecutedBlock {
     /// The set of the next epoch when this block's execution changed it: the block is
     /// the last of its epoch.
     var nextValidators: ValidatorSet?
+    /// What the block's state update left in the node cache, settled when the block
+    /// commits or is dropped.
+    var cachedNodes: StateTree.CachedNodes
 }
 
 public struct ReplicaSettings: Sendable, Equatable {
@@ -97,7 +100,7 @@ public final class Replica {
     let state: StateStore
     let executor: Executor
     /// State-tree nodes, shared by the committed state and every block's view.
-    let nodeCache: StateNodeCache
+    public let nodeCache: StateNodeCache
     /// Shared by the committed state and every view of an uncommitted block (`StateVersions`).
     let stateVersions: StateVersions
     /// Deletes the tree nodes only states older than the node keeps name. With
@@ -163,7 +166,7 @@ public final class Replica {
         nodeCache = StateNodeCache(capacityBytes: stateCacheBytes)
         stateVersions = try StateVersions(store: store)
         state = StateStore(store: store, hasher: hasher, cache: nodeCache, versions: stateVersions)
-        pruner = try StatePruner(store: store, keptHeights: stateHeightsKept)
+        pruner = try StatePruner(store: store, keptHeights: stateHeightsKept, cache: nodeCache)
         self.pruneInline = pruneInline
         executor = Executor(chainId: genesis.chainId, hasher: hasher)
         mempool = Mempool(limits: limits)
@@ -516,17 +519,23 @@ public final class Replica {
 
     /// Executes `transactions` on `parent` and returns the block's execution with its
     /// roots; nil when the parent's state is not here.
-    private func execute(_ transactions: [VerifiedTransaction], height: UInt64, on parent: Hash)
-        throws -> (receipts: [Receipt], ids: [Hash], stateRoot: Hash, batch: WriteBatch, nextValidators: ValidatorSet?)?
-    {
+    private func execute(_ transactions: [VerifiedTransaction], height: UInt64, on parent: Hash) throws -> (
+        receipts: [Receipt], ids: [Hash], stateRoot: Hash, batch: WriteBatch, nextValidators: ValidatorSet?, cachedNodes: StateTree.CachedNodes
+    )? {
         guard let view = stateView(after: parent), let parentHeader = header(of: parent) else { return nil }
         let execution = executor.execute(transactions, height: height, base: view)
         // An archive node never prunes, so it lists nothing (switched to pruning later, it
         // prunes only what blocks listed from then on).
-        let (stateRoot, batch) = try view.stage(
+        let prepared = try view.prepare(
             root: parentHeader.stateRoot, changes: execution.changes, staleAt: pruner.keptHeights > 0 ? height : nil)
-        let nextValidators = try execution.changes.first { $0.key == ValidatorSet.stateKey }?.value.map { try ValidatorSet(canonicalBytes: $0) }
-        return (execution.receipts, transactions.map(\.id), stateRoot, batch, nextValidators)
+        let nextValidators: ValidatorSet?
+        do {
+            nextValidators = try execution.changes.first { $0.key == ValidatorSet.stateKey }?.value.map { try ValidatorSet(canonicalBytes: $0) }
+        } catch {
+            state.tree.abandoned(prepared.nodes)
+            throw error
+        }
+        return (execution.receipts, transactions.map(\.id), prepared.root, prepared.batch, nextValidators, prepared.nodes)
     }
 
     /// Checks a block by executing it: its transactions verify, and the roots and counts
@@ -562,10 +571,13 @@ public final class Replica {
         let receiptsRoot = hasher.merkleRoot(result.receipts.map { $0.hash(using: hasher) })
         guard header.transactionsRoot == hasher.merkleRoot(result.ids), header.receiptsRoot == receiptsRoot,
             header.stateRoot == result.stateRoot, header.transactionCount == UInt32(verified.count)
-        else { return false }
+        else {
+            state.tree.abandoned(result.cachedNodes)
+            return false
+        }
         executed[hash] = ExecutedBlock(
             block: block, hash: hash, transactionIds: result.ids, receipts: result.receipts, batch: result.batch,
-            nextValidators: result.nextValidators)
+            nextValidators: result.nextValidators, cachedNodes: result.cachedNodes)
         return true
     }
 
@@ -621,7 +633,7 @@ public final class Replica {
         let hash = header.hash(using: hasher)
         executed[hash] = ExecutedBlock(
             block: block, hash: hash, transactionIds: result.ids, receipts: result.receipts, batch: result.batch,
-            nextValidators: result.nextValidators)
+            nextValidators: result.nextValidators, cachedNodes: result.cachedNodes)
         let proposal = Proposal(
             block: block, justify: request.justify, timeout: request.timeout, signature: try key.sign(Proposal.signingMessage(blockHash: hash)))
         wantedProposal = nil
@@ -658,23 +670,38 @@ public final class Replica {
                 genesisHash: nil, epochChange: change, batch: block.batch, deferSync: true)
             head = CommittedBlock(block: block.block, hash: block.hash, certificate: certificate)
             executed[info.hash] = nil
+            state.tree.committed(block.cachedNodes)
             afterCommit(block, &effects)
             if let change {
                 try beginEpoch(change, &effects)
                 return true
             }
         }
-        executed = executed.filter { $0.value.block.header.height > head.block.header.height }
+        dropExecuted { $0.block.header.height <= head.block.header.height }
         certificates = certificates.filter { executed[$0.key] != nil }
         try workChanged(&effects)
         return false
+    }
+
+    /// The tree nodes the executed, uncommitted blocks put in the node cache.
+    public var uncommittedCachedNodes: Set<StateNodeRef> {
+        Set(executed.values.flatMap(\.cachedNodes.written))
+    }
+
+    /// Forgets the executed blocks that `dropped` picks: forks that lost, or blocks after
+    /// the end of an epoch. None of them will commit.
+    private func dropExecuted(where dropped: (ExecutedBlock) -> Bool) {
+        for (hash, block) in executed where dropped(block) {
+            state.tree.abandoned(block.cachedNodes)
+            executed[hash] = nil
+        }
     }
 
     /// Starts the consensus of the epoch `change` hands over to, rooted at the block it ends.
     private func beginEpoch(_ change: EpochChange, _ effects: inout [ReplicaEffect]) throws {
         epochChanges[change.lastHeader.height] = change
         validators = change.validators
-        executed = [:]
+        dropExecuted { _ in true }
         certificates = [:]
         wantedProposal = nil
         keptCertificate = nil

@@ -11,7 +11,8 @@ import Synchronization
 /// written costs one store read per stored level of the tree. Leaves are not kept: an
 /// update never reads them (their key hashes are in their parents).
 ///
-/// An update drops the versions it replaces (`remove`), so what stays is the current
+/// A committed block's update drops the versions it replaced, and an abandoned one the
+/// nodes it wrote (`StateTree.committed`, `abandoned`), so what stays is the current
 /// tree: with a budget above its internal nodes (about 1 GB at 10 million keys; see
 /// docs/benchmarks.md) a block reads no tree node from disk. Beyond the budget, entries
 /// leave in CLOCK order: one not used since the hand last passed goes first.
@@ -389,16 +390,25 @@ public final class StateNodeCache: Sendable {
         }
     }
 
-    /// Drops the node `ref` if cached: an update calls it for the nodes it replaces,
-    /// which only an older root or an abandoned fork would read again.
-    func remove(_ ref: StateNodeRef) {
+    func remove(_ ref: StateNodeRef) { remove([ref]) }
+
+    /// Drops the nodes of `refs` that are cached.
+    func remove(_ refs: [StateNodeRef]) {
+        guard !refs.isEmpty else { return }
         table.withLock { table in
-            guard let (position, entry) = table.find(ref) else { return }
-            table.drop(at: position, entry)
+            for ref in refs {
+                guard let (position, entry) = table.find(ref) else { continue }
+                table.drop(at: position, entry)
+            }
         }
     }
 
     public var count: Int { table.withLock { $0.count } }
+
+    /// The refs of every cached node, for checks of what the cache holds.
+    public var refs: [StateNodeRef] {
+        table.withLock { table in table.slots.filter { $0 != 0 }.map { Entry(word: $0).ref } }
+    }
     /// Bytes held, counting each entry's overhead.
     public var bytes: Int { table.withLock { $0.bytes } }
 

@@ -27,6 +27,7 @@ public final class StatePruner: Sendable {
     public static let pageEntries = 10_000
 
     private let store: any KeyValueStore
+    private let cache: StateNodeCache?
     /// Zero keeps every state (an archive node): nothing is pruned.
     public let keptHeights: UInt64
     private let oldest: Atomic<UInt64>
@@ -47,9 +48,11 @@ public final class StatePruner: Sendable {
 
     static let oldestKeptKey = StorePrefix.metadata.key(Array("stateOldestKept".utf8))
 
-    public init(store: any KeyValueStore, keptHeights: UInt64) throws(StateError) {
+    /// With `cache`, the nodes pruned leave it too (the old ones a read of an old state put there).
+    public init(store: any KeyValueStore, keptHeights: UInt64, cache: StateNodeCache? = nil) throws(StateError) {
         precondition(keptHeights == 0 || keptHeights >= Self.keptHeightsMin, "keptHeights below \(Self.keptHeightsMin)")
         self.store = store
+        self.cache = cache
         self.keptHeights = keptHeights
         let recorded: UInt64
         do {
@@ -113,7 +116,7 @@ public final class StatePruner: Sendable {
         do { page = try store.scan(prefix: [StorePrefix.staleStateNode.rawValue], start: state.cursor, limit: limit) } catch {
             throw StateError(.storage, error.description)
         }
-        var pruned = 0
+        var pruned: [StateNodeRef] = []
         var reachedEnd = page.count < limit
         for entry in page {
             guard let stale = Self.decode(entry.key) else {
@@ -126,13 +129,14 @@ public final class StatePruner: Sendable {
             batch.delete(StateTree.nodeKey(stale.ref))
             batch.delete(entry.key)
             state.cursor = entry.key + [0]
-            pruned += 1
+            pruned.append(stale.ref)
         }
         if reachedEnd { state.done = through }
         do { try store.write(batch, durable: false) } catch { throw StateError(.storage, error.description) }
+        cache?.remove(pruned)
         progress.withLock { $0 = state }
-        prunedNodes.add(pruned, ordering: .relaxed)
-        return pruned
+        prunedNodes.add(pruned.count, ordering: .relaxed)
+        return pruned.count
     }
 
     /// Heights whose listed nodes are not all pruned yet.

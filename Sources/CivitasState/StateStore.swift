@@ -24,17 +24,26 @@ public final class StateStore: StateReader, Sendable {
     /// The tree nodes and flat-index entries that move the state from `root` by
     /// `changes`, and the new root. With `staleAt` (the block's height, on a node that
     /// prunes) the nodes it replaces are listed under it for the pruner (`StateTree.update`).
+    /// For a caller that writes the batch at once (see `StateTree.update`).
     public func stage(root: Hash, changes: [StateTree.Change], staleAt height: UInt64?) throws(StateError) -> (
         root: Hash, batch: WriteBatch
     ) {
-        var (newRoot, batch) = try tree.update(root: root, changes: changes, staleAt: height)
+        let prepared = try prepare(root: root, changes: changes, staleAt: height)
+        tree.committed(prepared.nodes)
+        return (prepared.root, prepared.batch)
+    }
+
+    /// `stage` for a block whose fate is not known yet: the caller tells `tree` whether it
+    /// committed or was abandoned (`StateTree.prepare`).
+    public func prepare(root: Hash, changes: [StateTree.Change], staleAt height: UInt64?) throws(StateError) -> StateTree.Prepared {
+        var prepared = try tree.prepare(root: root, changes: changes, staleAt: height)
         for change in changes {
             if let value = change.value {
-                batch.put(StorePrefix.stateValue.key(change.key), value)
+                prepared.batch.put(StorePrefix.stateValue.key(change.key), value)
             } else {
-                batch.delete(StorePrefix.stateValue.key(change.key))
+                prepared.batch.delete(StorePrefix.stateValue.key(change.key))
             }
         }
-        return (newRoot, batch)
+        return prepared
     }
 }

@@ -352,7 +352,7 @@ public final class StateTree: Sendable {
     }
 
     /// `s` + version + hash, built in one allocation: a block writes thousands of them.
-    static func nodeKey(_ ref: StateNodeRef) -> [UInt8] {
+    public static func nodeKey(_ ref: StateNodeRef) -> [UInt8] {
         var key: [UInt8] = []
         key.reserveCapacity(9 + Hash.byteCount)
         key.append(StorePrefix.stateNode.rawValue)
@@ -410,13 +410,49 @@ public final class StateTree: Sendable {
     }
 
     /// Applies `changes` to the tree under `root` and returns the new root with the new
-    /// nodes to write. Nothing is written here: the caller commits the batch together
-    /// with the block, so state and ledger move atomically.
+    /// nodes to write, for a caller that writes the batch at once: the cache forgets the
+    /// nodes it replaces now (`prepare` leaves that to the block's fate).
     ///
     /// With `staleAt`, the batch also lists under that height every stored node the
     /// update replaces (`staleKey`), for `StatePruner`; without it they are kept unlisted,
     /// for ever (a tree nobody prunes).
     public func update(root: Hash, changes: [Change], staleAt height: UInt64?) throws(StateError) -> (root: Hash, batch: WriteBatch) {
+        let prepared = try prepare(root: root, changes: changes, staleAt: height)
+        committed(prepared.nodes)
+        return (prepared.root, prepared.batch)
+    }
+
+    /// The internal nodes an update put in the node cache and the cached nodes of its base
+    /// it replaced. Which of them the cache keeps depends on whether the block commits
+    /// (`committed`) or is abandoned (`abandoned`): deciding at the update, as it once
+    /// did, left an abandoned proposal's nodes in the cache and the committed nodes it
+    /// would have replaced out of it, for the next block to read from disk
+    /// (docs/benchmarks.md, session 19).
+    public struct CachedNodes: Sendable {
+        public internal(set) var written: [StateNodeRef] = []
+        var replaced: [StateNodeRef] = []
+    }
+
+    /// An update whose block is not yet committed.
+    public struct Prepared: Sendable {
+        public var root: Hash
+        public var batch: WriteBatch
+        public var nodes: CachedNodes
+    }
+
+    /// What `apply` collects beside the new subtree.
+    private struct Output {
+        var writes = WriteBatch()
+        /// Every stored node replaced, when the update lists them for the pruner.
+        var stale: [StateNodeRef]?
+        var cached = CachedNodes()
+    }
+
+    /// Applies `changes` to the tree under `root`, as `update` does, for a block whose fate
+    /// is not known yet: the caller tells the tree at the end (`committed` or `abandoned`).
+    /// Nothing is written here: the caller commits the batch together with the block, so
+    /// state and ledger move atomically.
+    public func prepare(root: Hash, changes: [Change], staleAt height: UInt64?) throws(StateError) -> Prepared {
         var updates: [Update] = []
         updates.reserveCapacity(changes.count)
         var seen = Set<Hash>()
@@ -434,29 +470,40 @@ public final class StateTree: Sendable {
             }
         }
         updates.sort { $0.keyHash < $1.keyHash }
-        var writes = WriteBatch()
         let version = versions.next()
         let oldRoot = try child(root)
         var reads = NodeReads()
         if cache?.lastUpdateMissed.load(ordering: .relaxed) ?? true { try prefetch(oldRoot, updates, into: &reads) }
         // Only an update that lists what it replaces collects it.
-        var replaced: [StateNodeRef]? = height == nil ? nil : []
-        let newRoot = try apply(oldRoot, depth: 0, updates[...], version, &writes, &reads, &replaced, ahead: false)
+        var output = Output(stale: height == nil ? nil : [])
+        let newRoot = try apply(oldRoot, depth: 0, updates[...], version, &output, &reads, ahead: false)
         cache?.lastUpdateMissed.store(reads.fromStore > 0, ordering: .relaxed)
         if reads.fromStore > 0 { cache?.readFromStore.add(reads.fromStore, ordering: .relaxed) }
         if newRoot.kind != .empty, newRoot != oldRoot {
             var entry = CanonicalWriter(capacity: 9)
             entry.u8(newRoot.kind.rawValue)
             entry.u64(newRoot.version)
-            writes.put(Self.rootKey(newRoot.hash), entry.bytes)
+            output.writes.put(Self.rootKey(newRoot.hash), entry.bytes)
         }
         if let height {
-            for ref in replaced ?? [] { writes.put(Self.staleKey(height: height, ref), []) }
+            for ref in output.stale ?? [] { output.writes.put(Self.staleKey(height: height, ref), []) }
         }
         var last = CanonicalWriter(capacity: 8)
         last.u64(version)
-        writes.put(Self.versionKey, last.bytes)
-        return (newRoot.hash, writes)
+        output.writes.put(Self.versionKey, last.bytes)
+        return Prepared(root: newRoot.hash, batch: output.writes, nodes: output.cached)
+    }
+
+    /// The block of a prepared update committed: the cache forgets the nodes it replaced,
+    /// which only an older root reads again.
+    public func committed(_ nodes: CachedNodes) {
+        cache?.remove(nodes.replaced)
+    }
+
+    /// The block of a prepared update will not commit: the cache forgets the nodes it
+    /// wrote, which nothing will read.
+    public func abandoned(_ nodes: CachedNodes) {
+        cache?.remove(nodes.written)
     }
 
     /// The root as a child: the only node no parent names, found through the root index.
@@ -488,15 +535,14 @@ public final class StateTree: Sendable {
     /// under `version`.
     ///
     /// `ahead` is set below the node that asked the cache for its subtree (`readAhead`).
-    /// Stored nodes the update replaces are appended to `replaced`, if it is not nil.
     private func apply(
-        _ node: StateNode.Child, depth: Int, _ updates: ArraySlice<Update>, _ version: UInt64, _ writes: inout WriteBatch,
-        _ reads: inout NodeReads, _ replaced: inout [StateNodeRef]?, ahead: Bool
+        _ node: StateNode.Child, depth: Int, _ updates: ArraySlice<Update>, _ version: UInt64, _ output: inout Output,
+        _ reads: inout NodeReads, ahead: Bool
     ) throws(StateError) -> StateNode.Child {
         if updates.isEmpty { return node }
         switch node.kind {
         case .empty:
-            return try build(depth: depth, updates.filter(\.keepsAKey)[...], version, &writes)
+            return try build(depth: depth, updates.filter(\.keepsAKey)[...], version, &output)
         case .leaf:
             var merged = updates.filter(\.keepsAKey)
             if let index = merged.firstIndex(where: { $0.keyHash == node.keyHash }) {
@@ -508,15 +554,15 @@ public final class StateTree: Sendable {
                     merged[index] = Update(keyHash: node.keyHash, key: [], value: nil, storedLeaf: node)
                 } else {
                     merged[index].hashes = (valueHash, leafHash)
-                    replaced?.append(node.ref)
+                    output.stale?.append(node.ref)
                 }
             } else if updates.contains(where: { $0.keyHash == node.keyHash }) {
-                replaced?.append(node.ref)
+                output.stale?.append(node.ref)
             } else {
                 let index = merged.firstIndex { $0.keyHash > node.keyHash } ?? merged.endIndex
                 merged.insert(Update(keyHash: node.keyHash, key: [], value: nil, storedLeaf: node), at: index)
             }
-            return try build(depth: depth, merged[...], version, &writes)
+            return try build(depth: depth, merged[...], version, &output)
         case .internalNode:
             var children = StateNode.Children(repeating: .empty)
             var inner = StateNode.InnerHashes(repeating: .zero)
@@ -525,12 +571,12 @@ public final class StateTree: Sendable {
             if readsAhead { readAhead(&children, updates, depth: depth) }
             var touched: UInt16 = 0
             var start = updates.startIndex
-            let replacedBelow = replaced?.count ?? 0
+            let staleBelow = output.stale?.count ?? 0
+            let replacedBelow = output.cached.replaced.count
             while start < updates.endIndex {
                 let (slot, end) = Self.slotRun(updates, from: start, depth: depth)
                 children[slot] = try apply(
-                    children[slot], depth: depth + 1, updates[start..<end], version, &writes, &reads, &replaced,
-                    ahead: ahead || readsAhead)
+                    children[slot], depth: depth + 1, updates[start..<end], version, &output, &reads, ahead: ahead || readsAhead)
                 touched |= 1 << UInt16(slot)
                 start = end
             }
@@ -539,12 +585,13 @@ public final class StateTree: Sendable {
             // node below (none can have changed under an unchanged hash; a pruned live node
             // would lose state, so the list is cut back all the same).
             guard subtree.hash != node.hash else {
-                replaced?.removeSubrange(replacedBelow...)
+                output.stale?.removeSubrange(staleBelow...)
+                output.cached.replaced.removeSubrange(replacedBelow...)
                 return node
             }
-            cache?.remove(node.ref)
-            replaced?.append(node.ref)
-            return stored(subtree, &children, &inner, version, &writes)
+            if cache != nil { output.cached.replaced.append(node.ref) }
+            output.stale?.append(node.ref)
+            return stored(subtree, &children, &inner, version, &output)
         }
     }
 
@@ -578,7 +625,7 @@ public final class StateTree: Sendable {
     }
 
     /// The canonical subtree at `depth` holding exactly `leaves` (sorted by key hash).
-    private func build(depth: Int, _ leaves: ArraySlice<Update>, _ version: UInt64, _ writes: inout WriteBatch)
+    private func build(depth: Int, _ leaves: ArraySlice<Update>, _ version: UInt64, _ output: inout Output)
         throws(StateError) -> StateNode.Child
     {
         guard let first = leaves.first else { return .empty }
@@ -590,7 +637,7 @@ public final class StateTree: Sendable {
                     return (valueHash, hasher.hash(.stateLeaf, first.keyHash, valueHash))
                 }()
                 let leaf = StateNode.Child(kind: .leaf, hash: leafHash, version: version, keyHash: first.keyHash)
-                writes.put(
+                output.writes.put(
                     Self.nodeKey(leaf.ref),
                     StateNode.encodedLeaf(keyHash: first.keyHash, valueHash: valueHash, key: first.key, value: value))
                 return leaf
@@ -602,12 +649,12 @@ public final class StateTree: Sendable {
         var start = leaves.startIndex
         while start < leaves.endIndex {
             let (slot, end) = Self.slotRun(leaves, from: start, depth: depth)
-            children[slot] = try build(depth: depth + 1, leaves[start..<end], version, &writes)
+            children[slot] = try build(depth: depth + 1, leaves[start..<end], version, &output)
             start = end
         }
         var inner = StateNode.InnerHashes(repeating: .zero)
         let folded = fold(&children, 0, StateNode.fanout, &inner, reuse: 0)
-        return stored(folded, &children, &inner, version, &writes)
+        return stored(folded, &children, &inner, version, &output)
     }
 
     /// The subtree `folded` from `children` (and `inner`, as `fold` left them): stored as
@@ -616,17 +663,18 @@ public final class StateTree: Sendable {
     /// that they are passed in place: borrowed, the 1.3 KB of slots were copied on every call.
     private func stored(
         _ folded: StateNode.Child, _ children: inout StateNode.Children, _ inner: inout StateNode.InnerHashes, _ version: UInt64,
-        _ writes: inout WriteBatch
+        _ output: inout Output
     ) -> StateNode.Child {
         var subtree = folded
         guard subtree.kind == .internalNode else { return subtree }
         subtree.version = version
         let bytes = StateNode.encoded(children: &children)
-        writes.put(Self.nodeKey(subtree.ref), bytes)
+        output.writes.put(Self.nodeKey(subtree.ref), bytes)
         if let cache {
             var full = true
             for slot in 0..<StateNode.fanout where children[slot].kind == .empty { full = false }
             cache.insert(bytes, subtree.ref, inner: full ? inner : nil)
+            output.cached.written.append(subtree.ref)
         }
         return subtree
     }

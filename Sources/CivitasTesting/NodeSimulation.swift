@@ -496,6 +496,21 @@ public final class NodeSimulation {
 
     public var heights: [UInt64] { nodes.map(\.height) }
 
+    /// Every tree node a running replica's cache holds is in its store or was written by a
+    /// block it executed and has not committed: an abandoned proposal's nodes and pruned
+    /// ones leave the cache.
+    public func checkNodeCaches() throws {
+        for node in nodes where node.up {
+            guard let replica = node.replica else { continue }
+            let uncommitted = replica.uncommittedCachedNodes
+            for ref in replica.nodeCache.refs where !uncommitted.contains(ref) {
+                guard try node.store.get(StateTree.nodeKey(ref)) != nil else {
+                    throw fail("node \(node.index) caches tree node \(ref), neither stored nor of an uncommitted block")
+                }
+            }
+        }
+    }
+
     /// The running replica of node `index`, nil while it is down.
     public func replica(_ index: Int) -> Replica? { nodes[index].replica }
 

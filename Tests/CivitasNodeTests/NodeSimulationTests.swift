@@ -21,6 +21,7 @@ import Testing
                 let simulation = try NodeSimulation(seed: seed, settings: settings)
                 try simulation.run()
                 try simulation.checkLedgers()
+                try simulation.checkNodeCaches()
                 try simulation.checkProofs()
                 #expect(!simulation.committedTransactions.isEmpty, "seed \(seed): nothing committed")
                 if settings.reconfiguration {

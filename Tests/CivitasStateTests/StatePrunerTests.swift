@@ -155,6 +155,24 @@ private struct PrunedChain {
         try chain.checkKept(pruner)
     }
 
+    /// Nodes of old states a read put in the node cache leave it when they are pruned.
+    @Test func prunedNodesLeaveTheCache() throws {
+        var chain = PrunedChain(seed: 9)
+        let cache = StateNodeCache()
+        let pruner = try StatePruner(store: chain.store, keptHeights: 16, cache: cache)
+        for _ in 0..<40 { try chain.commitBlock() }
+        let reader = StateTree(store: chain.store, hasher: chain.hasher, cache: cache)
+        for height in 0...Int(chain.height) {
+            _ = try reader.entries(root: chain.roots[height], after: nil, limit: .max, bytesMax: .max)
+        }
+        let cachedBefore = cache.count
+        pruner.retain(committed: chain.height)
+        while try pruner.prune() > 0 {}
+        let stored = try chain.storedNodes()
+        #expect(cache.count < cachedBefore)
+        #expect(cache.refs.allSatisfy { stored.contains(StateTree.nodeKey($0)) })
+    }
+
     @Test func anArchiveKeepsEveryState() throws {
         var chain = PrunedChain(seed: 8)
         let pruner = try StatePruner(store: chain.store, keptHeights: 0)

@@ -305,16 +305,74 @@ import Testing
         }
         // Exactly the internal nodes of the current tree remain: the versions the
         // updates replaced are gone, and no leaf was cached.
-        var internalNodes = 0
+        let internalNodes = try internalRefs(tree, store, root: root)
+        #expect(internalNodes.count > 1)
+        #expect(cache.count == internalNodes.count)
+    }
+
+    /// The refs of the internal nodes of the tree under `root`.
+    func internalRefs(_ tree: StateTree, _ store: some KeyValueStore, root: Hash) throws -> Set<StateNodeRef> {
+        var refs = Set<StateNodeRef>()
         var pending = [try tree.child(root).ref]
         while let ref = pending.popLast() {
             guard case .internalNode(let children) = try StateNode(decoding: try #require(try store.get(StateTree.nodeKey(ref))))
             else { continue }
-            internalNodes += 1
+            refs.insert(ref)
             for slot in 0..<StateNode.fanout where children[slot].kind == .internalNode { pending.append(children[slot].ref) }
         }
-        #expect(internalNodes > 1)
-        #expect(cache.count == internalNodes)
+        return refs
+    }
+
+    /// Competing proposals on one root, some extended by a child before the round ends;
+    /// one line commits and the rest are abandoned. The cache then holds exactly the
+    /// committed tree's internal nodes: none an abandoned block wrote, and every committed
+    /// node an abandoned block would have replaced (so the next block reads nothing from
+    /// disk).
+    @Test(arguments: [UInt64(2), 19, 57]) func theCacheFollowsTheBlocksThatCommit(seed: UInt64) throws {
+        var random = SeededRandom(seed: seed)
+        let hasher = ChainHasher(.sha256)
+        let store = MemoryStore()
+        let cache = StateNodeCache()
+        // Views of one state share its versions, as a node's do (`StateVersions`).
+        let versions = StateVersions(last: 0)
+        let tree = StateTree(store: store, hasher: hasher, cache: cache, versions: versions)
+        var (root, batch) = try tree.update(root: .zero, changes: (0..<400).map { .init(key: key($0), value: [0]) })
+        try store.write(batch, durable: true)
+        func changes(_ round: Int) -> [StateTree.Change] {
+            (0..<30).map { _ in
+                let i = Int(random.next() % 500)
+                return .init(key: key(i), value: random.next() % 7 == 0 ? nil : [UInt8(round), UInt8(i & 0xFF)])
+            }
+        }
+        for round in 1...12 {
+            var proposals: [(first: StateTree.Prepared, second: StateTree.Prepared?)] = []
+            for _ in 0..<(2 + Int(random.next() % 2)) {
+                let first = try tree.prepare(root: root, changes: changes(round), staleAt: nil)
+                var second: StateTree.Prepared?
+                if random.next() % 2 == 0 {
+                    let view = OverlayStore(base: store, layers: [first.batch])
+                    second = try StateTree(store: view, hasher: hasher, cache: cache, versions: versions).prepare(root: first.root, changes: changes(round), staleAt: nil)
+                }
+                proposals.append((first, second))
+            }
+            let winner = Int(random.next() % UInt64(proposals.count))
+            for (index, proposal) in proposals.enumerated() where index != winner {
+                tree.abandoned(proposal.first.nodes)
+                if let second = proposal.second { tree.abandoned(second.nodes) }
+            }
+            let line = [proposals[winner].first] + (proposals[winner].second.map { [$0] } ?? [])
+            for block in line {
+                try store.write(block.batch, durable: true)
+                tree.committed(block.nodes)
+                root = block.root
+            }
+            let expected = try internalRefs(tree, store, root: root)
+            #expect(cache.count == expected.count, "seed \(seed), round \(round)")
+            #expect(expected.allSatisfy { cache.node($0) != nil }, "seed \(seed), round \(round)")
+        }
+        let before = cache.nodesReadFromStore
+        (root, batch) = try tree.update(root: root, changes: changes(13))
+        #expect(cache.nodesReadFromStore == before, "seed \(seed)")
     }
 
     /// With nothing cached, an update reads the internal nodes it needs a stored level at
