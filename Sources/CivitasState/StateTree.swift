@@ -446,7 +446,14 @@ public final class StateTree: Sendable {
         /// Every stored node replaced, when the update lists them for the pruner.
         var stale: [StateNodeRef]?
         var cached = CachedNodes()
+        /// Whether the cache keeps the nodes the update replaces until the block's fate is
+        /// known (else it drops them at once).
+        var keepsReplaced = true
     }
+
+    /// More than the cache bytes a written key adds: at 10 million keys a key rewrites
+    /// about 3.5 internal nodes of some 450 bytes each (docs/benchmarks.md).
+    static let cachedBytesPerWriteMax = 2_048
 
     /// Applies `changes` to the tree under `root`, as `update` does, for a block whose fate
     /// is not known yet: the caller tells the tree at the end (`committed` or `abandoned`).
@@ -476,6 +483,11 @@ public final class StateTree: Sendable {
         if cache?.lastUpdateMissed.load(ordering: .relaxed) ?? true { try prefetch(oldRoot, updates, into: &reads) }
         // Only an update that lists what it replaces collects it.
         var output = Output(stale: height == nil ? nil : [])
+        // A block too large for the room left in the cache (tens of thousands of writes
+        // with the cache near its budget) makes room as it goes, as the replaced nodes
+        // would otherwise push out the current tree's: the cost is that, if the block is
+        // abandoned, the next one reads those nodes back from the store.
+        if let cache { output.keepsReplaced = cache.bytes + changes.count * Self.cachedBytesPerWriteMax <= cache.capacityBytes }
         let newRoot = try apply(oldRoot, depth: 0, updates[...], version, &output, &reads, ahead: false)
         cache?.lastUpdateMissed.store(reads.fromStore > 0, ordering: .relaxed)
         if reads.fromStore > 0 { cache?.readFromStore.add(reads.fromStore, ordering: .relaxed) }
@@ -589,7 +601,9 @@ public final class StateTree: Sendable {
                 output.cached.replaced.removeSubrange(replacedBelow...)
                 return node
             }
-            if cache != nil { output.cached.replaced.append(node.ref) }
+            if let cache {
+                if output.keepsReplaced { output.cached.replaced.append(node.ref) } else { cache.remove(node.ref) }
+            }
             output.stale?.append(node.ref)
             return stored(subtree, &children, &inner, version, &output)
         }

@@ -328,6 +328,32 @@ import Testing
     /// committed tree's internal nodes: none an abandoned block wrote, and every committed
     /// node an abandoned block would have replaced (so the next block reads nothing from
     /// disk).
+    /// A block that rewrites the whole state, with the cache holding the tree and a
+    /// quarter more: the replaced nodes make room as the update goes, so nothing of the
+    /// committed tree is pushed out and the next block reads nothing from the store.
+    @Test func aBlockLargerThanTheCacheRoomLeavesTheCommittedTreeCached() throws {
+        let hasher = ChainHasher(.sha256)
+        let keys = 0..<2_000
+        let measuring = StateNodeCache()
+        _ = try StateTree(store: MemoryStore(), hasher: hasher, cache: measuring).update(
+            root: .zero, changes: keys.map { .init(key: key($0), value: [0]) })
+        let store = MemoryStore()
+        let cache = StateNodeCache(capacityBytes: measuring.bytes * 5 / 4)
+        let tree = StateTree(store: store, hasher: hasher, cache: cache)
+        var (root, batch) = try tree.update(root: .zero, changes: keys.map { .init(key: key($0), value: [0]) })
+        try store.write(batch, durable: true)
+        #expect(cache.bytes == measuring.bytes)
+        let block = try tree.prepare(root: root, changes: keys.map { .init(key: key($0), value: [1]) }, staleAt: nil)
+        try store.write(block.batch, durable: true)
+        tree.committed(block.nodes)
+        root = block.root
+        let expected = try internalRefs(tree, store, root: root)
+        #expect(expected.allSatisfy { cache.node($0) != nil })
+        #expect(cache.count == expected.count)
+        (root, batch) = try tree.update(root: root, changes: keys.filter { $0 % 3 == 0 }.map { .init(key: key($0), value: [2]) })
+        #expect(cache.nodesReadFromStore == 0)
+    }
+
     @Test(arguments: [UInt64(2), 19, 57]) func theCacheFollowsTheBlocksThatCommit(seed: UInt64) throws {
         var random = SeededRandom(seed: seed)
         let hasher = ChainHasher(.sha256)
