@@ -524,17 +524,11 @@ public final class Replica {
     )? {
         guard let view = stateView(after: parent), let parentHeader = header(of: parent) else { return nil }
         let execution = executor.execute(transactions, height: height, base: view)
+        let nextValidators = try execution.changes.first { $0.key == ValidatorSet.stateKey }?.value.map { try ValidatorSet(canonicalBytes: $0) }
         // An archive node never prunes, so it lists nothing (switched to pruning later, it
         // prunes only what blocks listed from then on).
         let prepared = try view.prepare(
             root: parentHeader.stateRoot, changes: execution.changes, staleAt: pruner.keptHeights > 0 ? height : nil)
-        let nextValidators: ValidatorSet?
-        do {
-            nextValidators = try execution.changes.first { $0.key == ValidatorSet.stateKey }?.value.map { try ValidatorSet(canonicalBytes: $0) }
-        } catch {
-            state.tree.abandoned(prepared.nodes)
-            throw error
-        }
         return (execution.receipts, transactions.map(\.id), prepared.root, prepared.batch, nextValidators, prepared.nodes)
     }
 
