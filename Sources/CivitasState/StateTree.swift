@@ -488,7 +488,15 @@ public final class StateTree: Sendable {
         // would otherwise push out the current tree's: the cost is that, if the block is
         // abandoned, the next one reads those nodes back from the store.
         if let cache { output.keepsReplaced = cache.bytes + changes.count * Self.cachedBytesPerWriteMax <= cache.capacityBytes }
-        let newRoot = try apply(oldRoot, depth: 0, updates[...], version, &output, &reads, ahead: false)
+        let newRoot: StateNode.Child
+        do {
+            newRoot = try apply(oldRoot, depth: 0, updates[...], version, &output, &reads, ahead: false)
+        } catch {
+            // A node lost from the store ends the update part way: the nodes it had built
+            // belong to no block, so no commit or abandonment would take them out.
+            cache?.remove(output.cached.written)
+            throw error
+        }
         cache?.lastUpdateMissed.store(reads.fromStore > 0, ordering: .relaxed)
         if reads.fromStore > 0 { cache?.readFromStore.add(reads.fromStore, ordering: .relaxed) }
         if newRoot.kind != .empty, newRoot != oldRoot {

@@ -468,6 +468,35 @@ import Testing
         }
     }
 
+    /// An update that stops at a lost node leaves in the cache none of the nodes it had
+    /// built before it: they belong to no block, so nothing else would take them out.
+    @Test func anUpdateThatFailsLeavesNoNodeOfItsOwnCached() throws {
+        let hasher = ChainHasher(.sha256)
+        let store = MemoryStore()
+        let cache = StateNodeCache()
+        let tree = StateTree(store: store, hasher: hasher, cache: cache)
+        let (root, batch) = try tree.update(root: .zero, changes: (0..<500).map { .init(key: key($0), value: [1]) })
+        try store.write(batch, durable: true)
+        guard case .internalNode(let children) = try StateNode(decoding: try #require(try store.get(StateTree.nodeKey(try tree.child(root).ref))))
+        else { Issue.record("the root is not internal"); return }
+        // The last subtree in key-hash order: the update builds the others' new nodes first.
+        let lost = try #require((0..<StateNode.fanout).map { children[$0] }.last { $0.kind == .internalNode })
+        var deletion = WriteBatch()
+        deletion.delete(StateTree.nodeKey(lost.ref))
+        try store.write(deletion, durable: true)
+        cache.remove(lost.ref)
+        let cachedBefore = Set(cache.refs)
+        #expect {
+            try tree.prepare(root: root, changes: (0..<500).map { .init(key: key($0), value: [3]) }, staleAt: nil)
+        } throws: { error in
+            (error as? StateError)?.code == .missingNode
+        }
+        let added = Set(cache.refs).subtracting(cachedBefore).count
+        #expect(added == 0, "nodes of the failed update cached")
+        let unstored = try cache.refs.filter { try store.get(StateTree.nodeKey($0)) == nil }.count
+        #expect(unstored == 0, "cached nodes not in the store")
+    }
+
     @Test func warmingReadsTheInternalNodesTopDownWithinTheBudget() throws {
         let hasher = ChainHasher(.sha256)
         let store = MemoryStore()
