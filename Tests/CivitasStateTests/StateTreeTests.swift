@@ -447,19 +447,28 @@ import Testing
         #expect(store.reads.withLock { $0 } == readsBefore)
     }
 
-    /// A node an update needs that the store lost is a missing-node error, not a crash.
-    @Test func aLostNodeIsAMissingNodeError() throws {
-        let hasher = ChainHasher(.sha256)
+    /// A tree of 500 keys whose store (and `cache`) has lost one of the root's internal
+    /// children: the first in key-hash order, or the last (an update then builds the
+    /// other subtrees' new nodes before it meets the loss).
+    func treeWithALostSubtree(cache: StateNodeCache? = nil, last: Bool) throws -> (tree: StateTree, store: MemoryStore, root: Hash) {
         let store = MemoryStore()
-        let tree = StateTree(store: store, hasher: hasher)
+        let tree = StateTree(store: store, hasher: ChainHasher(.sha256), cache: cache)
         let (root, batch) = try tree.update(root: .zero, changes: (0..<500).map { .init(key: key($0), value: [1]) })
         try store.write(batch, durable: true)
         guard case .internalNode(let children) = try StateNode(decoding: try #require(try store.get(StateTree.nodeKey(try tree.child(root).ref))))
-        else { Issue.record("the root is not internal"); return }
-        let lost = try #require((0..<StateNode.fanout).map { children[$0] }.first { $0.kind == .internalNode })
+        else { throw StateError(.corruptNode, "the root is not internal") }
+        let subtrees = (0..<StateNode.fanout).map { children[$0] }.filter { $0.kind == .internalNode }
+        let lost = try #require(last ? subtrees.last : subtrees.first)
         var deletion = WriteBatch()
         deletion.delete(StateTree.nodeKey(lost.ref))
         try store.write(deletion, durable: true)
+        cache?.remove(lost.ref)
+        return (tree, store, root)
+    }
+
+    /// A node an update needs that the store lost is a missing-node error, not a crash.
+    @Test func aLostNodeIsAMissingNodeError() throws {
+        let (tree, _, root) = try treeWithALostSubtree(last: false)
         let everyKey = (0..<500).map { StateTree.Change(key: key($0), value: [3]) }
         #expect {
             try tree.update(root: root, changes: everyKey)
@@ -471,20 +480,8 @@ import Testing
     /// An update that stops at a lost node leaves in the cache none of the nodes it had
     /// built before it: they belong to no block, so nothing else would take them out.
     @Test func anUpdateThatFailsLeavesNoNodeOfItsOwnCached() throws {
-        let hasher = ChainHasher(.sha256)
-        let store = MemoryStore()
         let cache = StateNodeCache()
-        let tree = StateTree(store: store, hasher: hasher, cache: cache)
-        let (root, batch) = try tree.update(root: .zero, changes: (0..<500).map { .init(key: key($0), value: [1]) })
-        try store.write(batch, durable: true)
-        guard case .internalNode(let children) = try StateNode(decoding: try #require(try store.get(StateTree.nodeKey(try tree.child(root).ref))))
-        else { Issue.record("the root is not internal"); return }
-        // The last subtree in key-hash order: the update builds the others' new nodes first.
-        let lost = try #require((0..<StateNode.fanout).map { children[$0] }.last { $0.kind == .internalNode })
-        var deletion = WriteBatch()
-        deletion.delete(StateTree.nodeKey(lost.ref))
-        try store.write(deletion, durable: true)
-        cache.remove(lost.ref)
+        let (tree, store, root) = try treeWithALostSubtree(cache: cache, last: true)
         let cachedBefore = Set(cache.refs)
         #expect {
             try tree.prepare(root: root, changes: (0..<500).map { .init(key: key($0), value: [3]) }, staleAt: nil)
