@@ -145,6 +145,46 @@ enum StateNode {
         guard offset == raw.count else { throw .trailingBytes(count: raw.count - offset) }
     }
 
+    /// Reads the children of an encoded internal node one slot at a time, in increasing
+    /// slot order, decoding only the slots asked for: finding the one or two children an
+    /// update goes through needs neither the other slots' hashes nor sixteen slots of room.
+    /// Malformed bytes give no child.
+    struct ChildCursor {
+        let raw: UnsafeRawBufferPointer
+        private let bitmap: UInt16
+        private var offset = 3
+        private var nextSlot = 0
+
+        init(_ raw: UnsafeRawBufferPointer) {
+            self.raw = raw
+            bitmap = raw.count >= 3 && raw[0] == internalTag ? UInt16(bigEndian: raw.loadUnaligned(fromByteOffset: 1, as: UInt16.self)) : 0
+        }
+
+        /// The child at `slot` (no lower than any slot asked before), or nil if the slot is
+        /// empty.
+        mutating func child(at slot: Int) -> Child? {
+            precondition(slot >= nextSlot && slot < fanout, "slots are asked for in increasing order")
+            while nextSlot < slot {
+                if bitmap & (1 << UInt16(nextSlot)) != 0 {
+                    guard offset < raw.count else { return nil }
+                    offset += raw[offset] == Kind.leaf.rawValue ? leafChildBytes : internalChildBytes
+                }
+                nextSlot += 1
+            }
+            guard bitmap & (1 << UInt16(slot)) != 0, offset + internalChildBytes <= raw.count,
+                let kind = Kind(rawValue: raw[offset]), kind != .empty
+            else { return nil }
+            let hash = Hash(raw: UnsafeRawBufferPointer(rebasing: raw[offset + 1..<offset + 33]))
+            let version = UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: offset + 33, as: UInt64.self))
+            var keyHash = Hash.zero
+            if kind == .leaf {
+                guard offset + leafChildBytes <= raw.count else { return nil }
+                keyHash = Hash(raw: UnsafeRawBufferPointer(rebasing: raw[offset + internalChildBytes..<offset + leafChildBytes]))
+            }
+            return Child(kind: kind, hash: hash, version: version, keyHash: keyHash)
+        }
+    }
+
     static func encodedLeaf(keyHash: Hash, valueHash: Hash, key: [UInt8], value: [UInt8]) -> [UInt8] {
         var writer = CanonicalWriter(capacity: 80 + key.count + value.count)
         writer.u8(leafTag)

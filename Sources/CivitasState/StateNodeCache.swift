@@ -327,6 +327,17 @@ public final class StateNodeCache: Sendable {
         }
     }
 
+    /// Calls `body` with the bytes of the cached node `ref`, under the cache's lock; false
+    /// if it is not cached.
+    func withBytes(of ref: StateNodeRef, _ body: (UnsafeRawBufferPointer) -> Void) -> Bool {
+        table.withLock { table in
+            guard let (_, entry) = table.find(ref) else { return false }
+            entry.used = true
+            body(entry.bytes)
+            return true
+        }
+    }
+
     /// The cache lines `prefetch` asks for per entry: a full node's (a header, sixteen
     /// internal children and its inner hashes, 1,168 bytes); a smaller entry's neighbour
     /// is loaded for nothing.

@@ -90,4 +90,50 @@ import Testing
             #expect(error(extraBit) != nil)
         }
     }
+
+    @Test(arguments: [1, 2, 3, 4, 5] as [UInt64])
+    func aCursorReadsTheSlotsAskedForAsDecodingDoes(seed: UInt64) {
+        var children = children(seed: seed)
+        let bytes = StateNode.encoded(children: &children)
+        var random = SeededRandom(seed: seed &+ 100)
+        for _ in 0..<20 {
+            // Increasing slots, some skipped.
+            let asked = (0..<StateNode.fanout).filter { _ in random.next() % 2 == 0 }
+            bytes.withUnsafeBytes { raw in
+                var cursor = StateNode.ChildCursor(raw)
+                for slot in asked {
+                    let child = cursor.child(at: slot)
+                    #expect(child == (children[slot].kind == .empty ? nil : children[slot]), "slot \(slot) of seed \(seed)")
+                }
+            }
+        }
+    }
+
+    @Test func aCursorOverMalformedBytesGivesNoChildRatherThanReadingPastThem() {
+        var children = StateNode.Children(repeating: .empty)
+        for slot in 0..<StateNode.fanout {
+            children[slot] = StateNode.Child(kind: slot % 2 == 0 ? .leaf : .internalNode, hash: Hash(bytes: [UInt8](repeating: UInt8(slot), count: 32)), version: UInt64(slot))
+        }
+        let bytes = StateNode.encoded(children: &children)
+        for length in 0..<bytes.count {
+            let cut = Array(bytes.prefix(length))
+            cut.withUnsafeBytes { raw in
+                var cursor = StateNode.ChildCursor(raw)
+                // The last slot lies at the end: every cut loses it.
+                #expect(cursor.child(at: StateNode.fanout - 1) == nil, "a node cut to \(length) of \(bytes.count) bytes")
+            }
+        }
+        var leafTagged = bytes
+        leafTagged[0] = StateNode.leafTag
+        leafTagged.withUnsafeBytes { raw in
+            var cursor = StateNode.ChildCursor(raw)
+            #expect(cursor.child(at: 0) == nil)
+        }
+        var badKind = bytes
+        badKind[3] = 7
+        badKind.withUnsafeBytes { raw in
+            var cursor = StateNode.ChildCursor(raw)
+            #expect(cursor.child(at: 0) == nil)
+        }
+    }
 }
