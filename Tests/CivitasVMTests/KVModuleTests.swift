@@ -82,4 +82,19 @@ import Testing
         #expect(starved.status != .success)
         for entry in batch { #expect(try chain.state.value(for: StateKeys.kv(owner: owner, key: entry.key)) == nil) }
     }
+
+    @Test func keysShowAsTextOnlyWhenTheyArePrintable() {
+        #expect(displayBytes(Array("user17/record-3".utf8)) == "user17/record-3")
+        #expect(displayBytes(Array(" ~".utf8)) == " ~")
+        #expect(displayBytes([]) == "")
+        #expect(displayBytes(Array("café/Straße/数据".utf8)) == "café/Straße/数据")
+        // Text that would read as hex, control characters, DEL, a noncharacter and bytes
+        // that are not UTF-8 are all shown as hex.
+        #expect(displayBytes(Array("0x1234".utf8)) == "0x" + Array("0x1234".utf8).hexString)
+        #expect(displayBytes([0x61, 0x0a, 0x62]) == "0x610a62")
+        #expect(displayBytes([0x61, 0x7f]) == "0x617f")
+        #expect(displayBytes(Array("a\u{FFFE}".utf8)) == "0x61efbfbe")
+        #expect(displayBytes([0x61, 0xc3]) == "0x61c3")
+        #expect(displayBytes([0xff]) == "0xff")
+    }
 }
