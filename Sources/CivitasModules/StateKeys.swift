@@ -34,13 +34,14 @@ public func displayBytes(_ bytes: [UInt8]) -> String {
     // Printable ASCII, what most keys are, needs neither validation nor a lookup of
     // Unicode properties: every `kv.put` names its key in an event, and that lookup was
     // 1.5% of a validator's CPU under load (docs/benchmarks.md, session 22).
-    let printableASCII = bytes.allSatisfy { $0 >= 0x20 && $0 < 0x7f }
-    let text = printableASCII ? String(decoding: bytes, as: UTF8.self) : String(validating: bytes, as: UTF8.self)
-    if let text, !text.hasPrefix("0x"),
-        printableASCII
-            || text.unicodeScalars.allSatisfy({ !$0.properties.isNoncharacterCodePoint && ($0.value >= 0x20 && $0.value != 0x7f) })
-    {
-        return text
+    let readsAsHex = bytes.starts(with: [0x30, 0x78])  // "0x"
+    if !readsAsHex {
+        if bytes.allSatisfy({ $0 >= 0x20 && $0 < 0x7f }) { return String(decoding: bytes, as: UTF8.self) }
+        if let text = String(validating: bytes, as: UTF8.self),
+            text.unicodeScalars.allSatisfy({ !$0.properties.isNoncharacterCodePoint && ($0.value >= 0x20 && $0.value != 0x7f) })
+        {
+            return text
+        }
     }
     return "0x" + bytes.hexString
 }
