@@ -99,7 +99,7 @@ let package = Package(
         .target(
             name: "CivitasAPI",
             dependencies: [
-                "CivitasCore", "CivitasCrypto", "CivitasNode", "CivitasModules", "CivitasVM",
+                "CivitasCore", "CivitasCrypto", "CivitasStorage", "CivitasNode", "CivitasModules", "CivitasVM",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -157,7 +157,7 @@ let package = Package(
         .testTarget(
             name: "CivitasAPITests",
             dependencies: [
-                "CivitasAPI", "CivitasClient", "CivitasTesting",
+                "CivitasAPI", "CivitasClient", "CivitasStorage", "CivitasTesting",
                 .product(name: "HummingbirdTesting", package: "hummingbird"), .product(name: "WAT", package: "WasmKit"),
             ]),
         .testTarget(name: "CivitasCommandsTests", dependencies: ["CivitasCommands", "CivitasAPI", "CivitasNode"]),

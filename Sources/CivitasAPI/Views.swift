@@ -1,6 +1,7 @@
 import CivitasCore
 import CivitasModules
 import CivitasNode
+import CivitasStorage
 
 /// The JSON shapes of the API (see `docs/openapi.json`). Byte strings are lowercase hex;
 /// integers that may exceed 2^53 are still JSON numbers, as 64-bit unsigned values.
@@ -158,6 +159,8 @@ public struct StatusView: Codable, Sendable {
     public var round: UInt64
     public var epoch: UInt64
     public var version: String
+    /// Absent for a store without background work.
+    public var storage: StorageView?
 
     init(_ status: NodeStatus) {
         chainId = status.chainId
@@ -172,6 +175,25 @@ public struct StatusView: Codable, Sendable {
         round = status.round
         epoch = status.epoch
         version = CivitasVersion.string
+        storage = status.storage.map(StorageView.init)
+    }
+}
+
+/// The store's background work still owed (`StoreBacklog`).
+public struct StorageView: Codable, Sendable {
+    public var pendingCompactionBytes: UInt64
+    public var level0Files: Int
+    public var runningCompactions: Int
+    public var runningFlushes: Int
+    /// Nothing owed and nothing running.
+    public var settled: Bool
+
+    init(_ backlog: StoreBacklog) {
+        pendingCompactionBytes = backlog.pendingCompactionBytes
+        level0Files = backlog.level0Files
+        runningCompactions = backlog.runningCompactions
+        runningFlushes = backlog.runningFlushes
+        settled = backlog.isSettled
     }
 }
 

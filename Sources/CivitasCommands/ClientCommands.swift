@@ -279,6 +279,12 @@ struct Status: AsyncParsableCommand {
         print("  state root \(view.stateRoot)")
         print("  mempool \(view.mempoolTransactions) transactions, \(view.mempoolBytes) bytes")
         print("  validator index \(view.validatorIndex.map(String.init) ?? "none"), epoch \(view.epoch), round \(view.round), version \(view.version)")
+        if let storage = view.storage {
+            let state = storage.settled ? "settled" : "compacting"
+            print(
+                "  storage \(state): \(storage.pendingCompactionBytes) bytes of compaction pending, \(storage.level0Files) level-0 files, "
+                    + "\(storage.runningCompactions) compactions and \(storage.runningFlushes) flushes running")
+        }
     }
 }
 

@@ -40,6 +40,8 @@ struct LoadBench: AsyncParsableCommand {
     var preload = 0
     @Option(help: "kv: keys per preload transaction (`kv.putMany` above 1): a large state with a short history.")
     var preloadBatch = 1
+    @Option(help: "Seconds at most to wait before the run (after the preload, if any) until every node's store owes no compaction and runs none; 0 not to wait.")
+    var settleMax = 0.0
     @Option(help: "State-tree node cache of each node of a new local network, MiB (`limits.stateCacheMebibytes`).")
     var stateCacheMib: Int?
     @Option(help: "Heights whose whole state each node of a new local network keeps, 0 for all (`limits.stateHeightsKept`).")
@@ -81,6 +83,7 @@ struct LoadBench: AsyncParsableCommand {
         guard (1...999).contains(clients) else { throw ValidationError("--clients must be 1 to 999") }
         guard (1...10_000_000).contains(transactionsMax) else { throw ValidationError("--transactions-max must be 1 to 10000000") }
         guard (1...600).contains(drain) else { throw ValidationError("--drain must be 1 to 600 seconds") }
+        guard (0...7_200).contains(settleMax) else { throw ValidationError("--settle-max must be 0 to 7200 seconds") }
         if mode == .open {
             guard let rate, rate > 0, rate <= 1_000_000 else { throw ValidationError("--mode open needs --rate 1 to 1000000") }
         } else if rate != nil {
@@ -109,6 +112,10 @@ struct LoadBench: AsyncParsableCommand {
         var records: Int
         var preloaded: Int
         var preloadSeconds: Double
+        /// How long the run waited for the nodes' stores to settle (`--settle-max`), and
+        /// whether they had when it started.
+        var settleSeconds: Double
+        var settled: Bool?
         var distribution: KeyDistribution
         var valueBytes: Int
         var accounts: Int
@@ -220,6 +227,16 @@ struct LoadBench: AsyncParsableCommand {
             preloadSeconds = (ContinuousClock.now - start).seconds
             if !json { print(String(format: "preloaded %d keys in %.0f s (%.0f tx/s)", preloaded, preloadSeconds, Double(preloaded) / preloadSeconds)) }
             nonces = try await readNonces()
+        }
+        var settleSeconds = 0.0
+        var settled: Bool?
+        if settleMax > 0 {
+            let start = ContinuousClock.now
+            settled = try await Self.waitForSettledStores(urls, within: .milliseconds(Int64(settleMax * 1_000)))
+            settleSeconds = (ContinuousClock.now - start).seconds
+            if !json {
+                print(String(format: settled! ? "stores settled in %.0f s" : "stores still compacting after %.0f s; running all the same", settleSeconds))
+            }
         }
         let scheme = signers[0].publicKey.scheme
         let cores = ProcessInfo.processInfo.activeProcessorCount
@@ -334,7 +351,8 @@ struct LoadBench: AsyncParsableCommand {
             return Report(
                 setup: Setup(
                     workload: workload, mode: mode, rate: self.rate, concurrency: concurrency, batch: batch, durationSeconds: duration,
-                    warmupSeconds: warmup, records: records, preloaded: preloaded, preloadSeconds: preloadSeconds, distribution: distribution, valueBytes: valueBytes, accounts: accounts,
+                    warmupSeconds: warmup, records: records, preloaded: preloaded, preloadSeconds: preloadSeconds,
+                    settleSeconds: settleSeconds, settled: settled, distribution: distribution, valueBytes: valueBytes, accounts: accounts,
                     validators: validatorCount, nodes: urls.count, senders: signers.count, scheme: scheme.description,
                     hashSuite: hasher.suite.description, presigned: plan.transactionCount, signingSeconds: signingSeconds, cores: cores,
                     memoryGib: Int(ProcessInfo.processInfo.physicalMemory >> 30)),
@@ -402,6 +420,31 @@ struct LoadBench: AsyncParsableCommand {
             written += plan.transactionCount * preloadBatch
         }
         return written
+    }
+
+    /// Waits until every node reports a store that owes no compaction and runs none, for
+    /// at most `limit`, and tells whether they all did. A large preload leaves minutes of
+    /// compaction behind it, which a network that grew its state over months would not
+    /// have; measured through it, a run gives that debt's figure, not the state's.
+    static func waitForSettledStores(_ urls: [String], within limit: Duration) async throws -> Bool {
+        let deadline = ContinuousClock.now + limit
+        let clients = urls.map { NodeClient(base: $0) }
+        while true {
+            var all = true
+            for client in clients {
+                let status: StatusView = try await client.get("/v1/status")
+                guard let storage = status.storage else {
+                    throw CommandError("\(client.base) reports no storage backlog (a node of an earlier release?): --settle-max needs it")
+                }
+                if !storage.settled {
+                    all = false
+                    break
+                }
+            }
+            if all { return true }
+            if ContinuousClock.now >= deadline { return false }
+            try await Task.sleep(for: .seconds(1))
+        }
     }
 
     private func sleep(until time: Int64, _ recorder: LoadRecorder) async throws {

@@ -1,4 +1,5 @@
 import CivitasCore
+import CivitasStorage
 
 /// What subscribers to the event stream receive for each committed block.
 public struct ChainEvent: Sendable {
@@ -53,4 +54,6 @@ public struct NodeStatus: Sendable {
     public var round: UInt64
     /// The epoch of the current validator set.
     public var epoch: UInt64
+    /// The store's background work still owed, if its store does such work.
+    public var storage: StoreBacklog?
 }

@@ -82,6 +82,9 @@ public actor Node {
     private var statePrunedReported = 0
     private let stateOldestKeptGauge = Gauge(label: "civitas_state_oldest_kept_height")
     private let statePruneBehindGauge = Gauge(label: "civitas_state_prune_heights_behind")
+    private let storePendingCompactionGauge = Gauge(label: "civitas_store_pending_compaction_bytes")
+    private let storeLevel0FilesGauge = Gauge(label: "civitas_store_level0_files")
+    private let storeRunningCompactionsGauge = Gauge(label: "civitas_store_running_compactions")
 
     public init(
         genesis: Genesis, store: any KeyValueStore, validatorKey: PrivateKey?, limits: NodeLimits = .init(),
@@ -293,6 +296,11 @@ public actor Node {
         }
         stateOldestKeptGauge.record(Int(replica.pruner.oldestKept))
         statePruneBehindGauge.record(Int(pruneBehind))
+        if let backlog = store.backlog {
+            storePendingCompactionGauge.record(Int(clamping: backlog.pendingCompactionBytes))
+            storeLevel0FilesGauge.record(backlog.level0Files)
+            storeRunningCompactionsGauge.record(backlog.runningCompactions)
+        }
         for (index, id) in notice.transactionIds.enumerated() {
             guard let pending = waiters.removeValue(forKey: id) else { continue }
             waiterCount -= pending.count
@@ -376,7 +384,7 @@ public actor Node {
             chainId: genesis.chainId, hashSuite: genesis.hashSuite, height: head.block.header.height, blockHash: head.hash,
             stateRoot: head.block.header.stateRoot, mempoolTransactions: replica.mempool.count,
             mempoolBytes: replica.mempool.byteCount, validatorIndex: replica.validatorIndex, genesisHash: genesisHash,
-            round: replica.consensus.round, epoch: replica.validators.epoch)
+            round: replica.consensus.round, epoch: replica.validators.epoch, storage: store.backlog)
     }
 
     public var latest: CommittedBlock { replica.head }

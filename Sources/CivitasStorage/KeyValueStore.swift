@@ -18,6 +18,34 @@ public protocol KeyValueStore: AnyObject, Sendable {
     /// Entries whose key starts with `prefix`, in ascending key order, starting at
     /// `start` (inclusive, must itself start with `prefix`) and at most `limit` of them.
     func scan(prefix: [UInt8], start: [UInt8]?, limit: Int) throws(StorageError) -> [(key: [UInt8], value: [UInt8])]
+    /// The background work the store still owes (flushes, compactions), for a store that
+    /// does such work; nil for one that does not.
+    var backlog: StoreBacklog? { get }
+}
+
+/// What an LSM store's background work still owes: a store that has just taken a large
+/// write (a bulk import, a long catch-up) compacts for minutes after it, and writes and
+/// reads cost more until it has (more files to look in, the disk shared with the
+/// compactions). Operators see it in `/metrics` and `/v1/status`; `civitas bench` waits for
+/// it to clear after a preload.
+public struct StoreBacklog: Sendable, Equatable, Codable {
+    /// RocksDB's estimate of the bytes compactions must rewrite to bring every level
+    /// within its target size, over all column families.
+    public var pendingCompactionBytes: UInt64
+    /// Files in level 0 over all column families: each is searched on a read.
+    public var level0Files: Int
+    public var runningCompactions: Int
+    public var runningFlushes: Int
+
+    public init(pendingCompactionBytes: UInt64, level0Files: Int, runningCompactions: Int, runningFlushes: Int) {
+        self.pendingCompactionBytes = pendingCompactionBytes
+        self.level0Files = level0Files
+        self.runningCompactions = runningCompactions
+        self.runningFlushes = runningFlushes
+    }
+
+    /// Nothing owed and nothing running.
+    public var isSettled: Bool { pendingCompactionBytes == 0 && runningCompactions == 0 && runningFlushes == 0 }
 }
 
 public struct WriteBatch: Sendable {
@@ -73,6 +101,8 @@ public struct StorageError: Error, Equatable, Sendable, CustomStringConvertible 
 }
 
 extension KeyValueStore {
+    public var backlog: StoreBacklog? { nil }
+
     public func getMany(_ keys: [[UInt8]]) throws(StorageError) -> [[UInt8]?] { try getEach(keys) }
 
     /// `get` of each key in turn.

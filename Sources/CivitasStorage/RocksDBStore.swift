@@ -526,12 +526,43 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
         pthread_rwlock_rdlock(lock)
         defer { pthread_rwlock_unlock(lock) }
         guard !closed else { return 0 }
-        func number(_ text: UnsafeMutablePointer<CChar>?) -> UInt64 {
+        return familySum("rocksdb.total-sst-files-size")
+    }
+
+    /// Read from RocksDB's integer properties; all zero once the store is closed.
+    public var backlog: StoreBacklog? {
+        pthread_rwlock_rdlock(lock)
+        defer { pthread_rwlock_unlock(lock) }
+        guard !closed else { return StoreBacklog(pendingCompactionBytes: 0, level0Files: 0, runningCompactions: 0, runningFlushes: 0) }
+        return StoreBacklog(
+            pendingCompactionBytes: familySum("rocksdb.estimate-pending-compaction-bytes"),
+            level0Files: level0Files,
+            runningCompactions: Int(databaseProperty("rocksdb.num-running-compactions")),
+            runningFlushes: Int(databaseProperty("rocksdb.num-running-flushes")))
+    }
+
+    /// Over every family. RocksDB gives a level's file count only as text. Under `lock`.
+    private var level0Files: Int {
+        func count(_ text: UnsafeMutablePointer<CChar>?) -> Int {
             guard let text else { return 0 }
             defer { rocksdb_free(text) }
-            return UInt64(String(cString: text)) ?? 0
+            return Int(String(cString: text)) ?? 0
         }
-        let property = "rocksdb.total-sst-files-size"
-        return familyHandles.reduce(number(rocksdb_property_value(db, property))) { $0 + number(rocksdb_property_value_cf(db, $1, property)) }
+        let property = "rocksdb.num-files-at-level0"
+        return familyHandles.reduce(count(rocksdb_property_value(db, property))) { $0 + count(rocksdb_property_value_cf(db, $1, property)) }
+    }
+
+    /// An integer property of the whole database (0 if RocksDB does not give it). Under `lock`.
+    private func databaseProperty(_ name: String) -> UInt64 {
+        var value: UInt64 = 0
+        return rocksdb_property_int(db, name, &value) == 0 ? value : 0
+    }
+
+    /// An integer property summed over the default family and every other one. Under `lock`.
+    private func familySum(_ name: String) -> UInt64 {
+        familyHandles.reduce(databaseProperty(name)) { sum, family in
+            var value: UInt64 = 0
+            return sum + (rocksdb_property_int_cf(db, family, name, &value) == 0 ? value : 0)
+        }
     }
 }

@@ -67,6 +67,8 @@ public final class ValueCachingStore: KeyValueStore {
 
     public func sync() throws(StorageError) { try base.sync() }
 
+    public var backlog: StoreBacklog? { base.backlog }
+
     public func write(_ batch: WriteBatch, durable: Bool) throws(StorageError) {
         try generations.withLock { (state) throws(StorageError) in
             // Under the lock: no read may see the base's new value and then cache an old one.

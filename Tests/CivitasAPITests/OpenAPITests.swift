@@ -2,6 +2,7 @@ import CivitasClient
 import CivitasCore
 import CivitasModules
 import CivitasNode
+import CivitasStorage
 import CivitasTesting
 import Foundation
 import Hummingbird
@@ -62,6 +63,23 @@ import WAT
         collect(document)
         #expect(!references.isEmpty)
         for reference in references { #expect(validator.resolve(reference) != nil, "unresolved \(reference)") }
+    }
+
+    /// A node on RocksDB adds its store's backlog to its status, as documented; the node of
+    /// `answersMatchTheDocument`, in memory, has none to report.
+    @Test func aNodeOnRocksDBReportsItsStoreInItsStatus() async throws {
+        let checker = Checker(document: document)
+        let path = NSTemporaryDirectory() + "civitas-openapi-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let store = try RocksDBStore(path: path)
+        defer { store.close() }
+        let api = API(node: try chain.liveNode(store: store), limits: APILimits())
+        try await Application(router: api.router()).test(.router) { client in
+            let status = try await checker.call(client, .get, "/v1/status", body: nil)
+            #expect(status.status == .ok)
+            #expect(status.json?["storage"]?["settled"] == .bool(true))
+            #expect(status.json?["storage"]?["pendingCompactionBytes"] == .number(0))
+        }
     }
 
     @Test func answersMatchTheDocument() async throws {

@@ -42,6 +42,10 @@ import Testing
         #expect(throws: (any Error).self) { try LoadBench.parse(["--node", "http://127.0.0.1:1"]) }
         #expect(throws: (any Error).self) { try LoadBench.parse(["--dir", "d", "--workload", "sql"]) }
         #expect(throws: (any Error).self) { try LoadBench.parse(["--dir", "d", "--batch", "0"]) }
+        #expect(throws: (any Error).self) { try LoadBench.parse(["--dir", "d", "--settle-max", "-1"]) }
+        #expect(throws: (any Error).self) { try LoadBench.parse(["--dir", "d", "--settle-max", "7201"]) }
+        #expect(try LoadBench.parse(["--dir", "d", "--settle-max", "600"]).settleMax == 600)
+        #expect(try LoadBench.parse(["--dir", "d"]).settleMax == 0)
         #expect(throws: (any Error).self) { try EtcdBench.parse([]) }
         let open = try LoadBench.parse(["--dir", "d", "--mode", "open", "--rate", "500", "--workload", "transfer", "--accounts", "10"])
         #expect(open.rate == 500 && open.workload == .transfer && open.accounts == 10)

@@ -31,7 +31,11 @@ import Testing
         var committed: Int
         var failedReceipts: Int
         var nodes: [Node]
-        struct Setup: Decodable { var preloaded: Int }
+        struct Setup: Decodable {
+            var preloaded: Int
+            var settleSeconds: Double
+            var settled: Bool?
+        }
         var setup: Setup
     }
 
@@ -103,12 +107,15 @@ import Testing
             "e2e-bench-preload",
             [
                 "--devnet", "1", "--clients", "2", "--preload", "300", "--concurrency", "2", "--batch", "20", "--duration", "1",
-                "--warmup", "1", "--transactions-max", "2000",
+                "--warmup", "1", "--transactions-max", "2000", "--settle-max", "120",
             ])
         // Batches of 20 for 2 workers (280), then a round of 10 each: exactly 300, every one
         // committed (the bench fails otherwise), and the run's own load went on after.
         #expect(report.setup.preloaded == 300)
         #expect(report.committed > 0 && report.failedReceipts == 0)
+        // A few hundred keys leave nothing to compact: the run waited for its store to say so.
+        #expect(report.setup.settled == true)
+        #expect(report.setup.settleSeconds < 120)
     }
 
     /// Many keys per preload transaction (`kv.putMany`), on nodes given the cache size
@@ -140,6 +147,17 @@ import Testing
             let (code, json) = try await support.request("GET", "\(api)/v1/kv/\(owner)/\(key)")
             #expect(code == 200 && json["exists"] as? Bool == present, "\(key) of the first sender: \(json)")
         }
+        // Without --settle-max the run did not wait, and said so.
+        #expect(report.setup.settled == nil && report.setup.settleSeconds == 0)
+        // A node on RocksDB reports what its store owes; its memtables hold a few hundred
+        // keys, far from a flush, so nothing is pending.
+        let (code, status) = try await support.request("GET", "\(api)/v1/status")
+        let storage = try #require(status["storage"] as? [String: Any], "\(status)")
+        #expect(code == 200)
+        #expect(storage["pendingCompactionBytes"] as? Int == 0, "\(storage)")
+        #expect(storage["runningCompactions"] as? Int == 0, "\(storage)")
+        #expect(storage["settled"] as? Bool == true, "\(storage)")
+        #expect((storage["level0Files"] as? Int).map { $0 >= 0 } == true, "\(storage)")
     }
 
     @Test func badPreloadOptionsAreRefused() throws {

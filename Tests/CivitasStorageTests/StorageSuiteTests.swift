@@ -238,6 +238,44 @@ import Testing
         }
     }
 
+    /// A store reports its level-0 files (a reopened store flushed what its WAL held, a
+    /// file per family written), nothing pending while each level is within its target,
+    /// and zeros once closed; a store without background work reports none, and the value
+    /// cache reports its base's.
+    @Test func aStoreReportsTheBackgroundWorkItOwes() throws {
+        let path = NSTemporaryDirectory() + "civitas-storage-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let idle = StoreBacklog(pendingCompactionBytes: 0, level0Files: 0, runningCompactions: 0, runningFlushes: 0)
+        let store = try RocksDBStore(path: path)
+        #expect(store.backlog == idle)
+        var batch = WriteBatch()
+        let prefixes: [StorePrefix] = [.stateNode, .block, .stateValue]
+        for index in 0..<1_000 {
+            for prefix in prefixes { batch.put(prefix.key([UInt8(index >> 8), UInt8(index & 0xFF)]), [UInt8](repeating: 1, count: 100)) }
+        }
+        try store.write(batch, durable: true)
+        #expect(store.backlog?.level0Files == 0)
+        store.close()
+        let reopened = try RocksDBStore(path: path)
+        let backlog = try #require(reopened.backlog)
+        #expect(backlog.level0Files == prefixes.count)
+        #expect(backlog.pendingCompactionBytes == 0)
+        #expect(backlog.isSettled)
+        #expect(ValueCachingStore(base: reopened, prefix: .stateValue).backlog == backlog)
+        reopened.close()
+        #expect(reopened.backlog == idle)
+        #expect(MemoryStore().backlog == nil)
+    }
+
+    /// Settled means nothing owed and nothing running; level-0 files below the trigger are
+    /// no debt.
+    @Test func aBacklogIsSettledOnlyWithNothingOwedOrRunning() {
+        #expect(StoreBacklog(pendingCompactionBytes: 0, level0Files: 7, runningCompactions: 0, runningFlushes: 0).isSettled)
+        #expect(!StoreBacklog(pendingCompactionBytes: 1, level0Files: 0, runningCompactions: 0, runningFlushes: 0).isSettled)
+        #expect(!StoreBacklog(pendingCompactionBytes: 0, level0Files: 0, runningCompactions: 1, runningFlushes: 0).isSettled)
+        #expect(!StoreBacklog(pendingCompactionBytes: 0, level0Files: 0, runningCompactions: 0, runningFlushes: 1).isSettled)
+    }
+
     /// The probe finds O_DIRECT on this machine's temporary directory and refuses where no
     /// file can be created.
     @Test func theDirectWriteProbeAnswersForTheFilesystem() {
