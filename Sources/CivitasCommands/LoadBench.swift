@@ -423,9 +423,9 @@ struct LoadBench: AsyncParsableCommand {
     }
 
     /// Waits until every node reports a store that owes no compaction and runs none, for
-    /// at most `limit`, and tells whether they all did. A large preload leaves minutes of
-    /// compaction behind it, which a network that grew its state over months would not
-    /// have; measured through it, a run gives that debt's figure, not the state's.
+    /// at most `limit`, and tells whether they all did: a run that starts with a backlog
+    /// left by whatever came before it (an import, another run) pays for that too. The
+    /// 10M-key preload leaves none (docs/benchmarks.md, session 23).
     static func waitForSettledStores(_ urls: [String], within limit: Duration) async throws -> Bool {
         let deadline = ContinuousClock.now + limit
         let clients = urls.map { NodeClient(base: $0) }

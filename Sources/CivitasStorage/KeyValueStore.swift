@@ -24,10 +24,10 @@ public protocol KeyValueStore: AnyObject, Sendable {
 }
 
 /// What an LSM store's background work still owes: a store that has just taken a large
-/// write (a bulk import, a long catch-up) compacts for minutes after it, and writes and
+/// write (a bulk import, a long catch-up) may compact for minutes after it, and writes and
 /// reads cost more until it has (more files to look in, the disk shared with the
-/// compactions). Operators see it in `/metrics` and `/v1/status`; `civitas bench` waits for
-/// it to clear after a preload.
+/// compactions). Operators see it in `/metrics` and `/v1/status`; `civitas bench
+/// --settle-max` waits for it to clear before a run.
 public struct StoreBacklog: Sendable, Equatable, Codable {
     /// RocksDB's estimate of the bytes compactions must rewrite to bring every level
     /// within its target size, over all column families.

@@ -125,6 +125,11 @@ import FoundationNetworking
         let cached = text.split(separator: "\n").first { $0.hasPrefix("civitas_state_cache_nodes ") }
         #expect((cached.flatMap { Double($0.split(separator: " ")[1]) } ?? 0) > 0, "\(text)")
         #expect(text.contains("civitas_state_cache_bytes "))
+        // And what its store owes: the restart flushed the recovered WAL into level 0.
+        let level0 = text.split(separator: "\n").first { $0.hasPrefix("civitas_store_level0_files ") }
+        #expect((level0.flatMap { Double($0.split(separator: " ")[1]) } ?? 0) >= 1, "\(text)")
+        #expect(text.contains("civitas_store_pending_compaction_bytes "))
+        #expect(text.contains("civitas_store_running_compactions "))
     }
 
     @Test func badRequestsGetJSONErrors() async throws {
