@@ -259,6 +259,9 @@ import Testing
         let reopened = try RocksDBStore(path: path)
         let backlog = try #require(reopened.backlog)
         #expect(backlog.level0Files == prefixes.count)
+        // Read through the same integer properties: the uncompressed families' files hold
+        // 200 KB of values (the blocks family compresses its runs of ones to little).
+        #expect(reopened.approximateDiskBytes > 200_000)
         #expect(backlog.pendingCompactionBytes == 0)
         #expect(backlog.isSettled)
         #expect(ValueCachingStore(base: reopened, prefix: .stateValue).backlog == backlog)
