@@ -529,7 +529,7 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
         return familySum("rocksdb.total-sst-files-size")
     }
 
-    /// Read from RocksDB's integer properties; all zero once the store is closed.
+    /// Read from RocksDB's properties; all zero once the store is closed.
     public var backlog: StoreBacklog? {
         pthread_rwlock_rdlock(lock)
         defer { pthread_rwlock_unlock(lock) }
@@ -552,7 +552,8 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
         return familyHandles.reduce(count(rocksdb_property_value(db, property))) { $0 + count(rocksdb_property_value_cf(db, $1, property)) }
     }
 
-    /// An integer property of the whole database (0 if RocksDB does not give it). Under `lock`.
+    /// An integer property of the database, or of its default family for a per-family one (0
+    /// if RocksDB does not give it). Under `lock`.
     private func databaseProperty(_ name: String) -> UInt64 {
         var value: UInt64 = 0
         return rocksdb_property_int(db, name, &value) == 0 ? value : 0
